@@ -1,0 +1,105 @@
+# Developer entry points for trio-openhands. `make` (or `make help`) lists them.
+# Everything goes through uv with --frozen: uv.lock is the source of truth and is never
+# rewritten behind your back (run `uv lock` yourself after editing pyproject.toml).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+# Never let uv fetch a CPython build: only registries are reachable, and we want the
+# machine's Python 3.12 (pyenv's, found on PATH via .python-version).
+export UV_PYTHON_DOWNLOADS := never
+
+# PYTHON and UV_VERSION are only used to bootstrap .tools/ when uv is not on PATH.
+PYTHON     ?= python3
+UV_VERSION ?= 0.13.9
+TOOLS      := .tools
+# uv from PATH if there is one, else a private copy in .tools/ (built by the rule below).
+# (`make UV=/path/to/uv` overrides; := so the PATH lookup runs once, not per use.)
+ifndef UV
+UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+endif
+
+HOST        ?= 127.0.0.1
+PORT        ?= 8000
+ARGS        ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install install-dev install-pre-commit-hooks test lint format run demo bench \
+        clean distclean check-python check-lock print-uv
+
+help: ## List targets (this message)
+	@echo "Usage: make <target> [PYTEST_ARGS=...] [ARGS=...] [HOST=...] [PORT=...]"
+	@awk -F':.*## ' '/^[a-zA-Z_-]+:.*## / {printf "  %-26s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- tooling ---------------------------------------------------------------------------
+
+# Bootstrap uv from PyPI with pip (no curl installers here). Output goes to stderr so that
+# `print-uv` (used by scripts/uv) prints only the path on stdout.
+$(TOOLS)/bin/uv:
+	@echo ">> uv not found on PATH; installing uv==$(UV_VERSION) into $(TOOLS)/ with pip" >&2
+	@$(PYTHON) -m venv $(TOOLS) >&2
+	@$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)" >&2
+
+print-uv: $(UV) ## Print the path of the uv used here (installing it if needed)
+	@echo "$(abspath $(UV))"
+
+# uv would fail anyway without 3.12, but with a less helpful message.
+check-python: $(UV)
+	@$(UV) python find >/dev/null 2>&1 || { \
+	  echo "error: no Python 3.12 found on PATH (uv is told never to download one)." >&2; \
+	  echo "  If pyenv has it ('pyenv versions'), put pyenv's shims on PATH: eval \"\$$(pyenv init -)\"" >&2; \
+	  echo "  else install one ('pyenv install 3.12'), or name it: make ... UV_PYTHON=/path/to/python3.12" >&2; \
+	  exit 1; }
+
+check-lock: $(UV) ## Check that uv.lock matches pyproject.toml (needs the registry)
+	$(UV) lock --check
+
+# --- install (uv sync is a no-op taking milliseconds when .venv is already in sync) ----------
+
+install: check-python ## Install runtime dependencies only into .venv
+	$(UV) sync --frozen --no-dev
+
+install-dev: check-python ## Install runtime + dev dependencies into .venv
+	$(UV) sync --frozen
+
+install-pre-commit-hooks: install-dev ## Install the git pre-commit hook (ruff + pyright)
+	$(UV) run --frozen pre-commit install
+
+# --- everyday tasks --------------------------------------------------------------------
+# `uv run` syncs inexactly: it installs whatever is missing and removes nothing.
+
+test: check-python ## Run the tests (PYTEST_ARGS="-x -k name" to pass options)
+	@rc=0; $(UV) run --frozen pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): treated as a failure" >&2; fi; \
+	exit $$rc
+
+lint: check-python ## Run all pre-commit hooks on all files (ruff check, ruff format --check, pyright)
+	$(UV) run --frozen pre-commit run --all-files --show-diff-on-failure
+
+# Fix first, then format: fixes (e.g. added imports) can leave code unformatted.
+format: check-python ## Apply ruff's safe fixes, then format the code
+	$(UV) run --frozen ruff check --fix
+	$(UV) run --frozen ruff format
+
+# --no-dev: serve with runtime dependencies only (dev ones already installed are left alone).
+run: check-python ## Start the server on HOST:PORT (default 127.0.0.1:8000; ARGS=... for more)
+	$(UV) run --frozen --no-dev openhands-server --host $(HOST) --port $(PORT) $(ARGS)
+
+demo: check-python ## Run the demo (openhands-server demo)
+	$(UV) run --frozen --no-dev openhands-server demo $(ARGS)
+
+bench: check-python ## Run every bench/*.py
+	@shopt -s nullglob; files=(bench/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no bench/*.py found"; exit 0; fi; \
+	for f in "$${files[@]}"; do echo ">> $$f"; $(UV) run --frozen python "$$f"; done
+
+# --- cleanup ---------------------------------------------------------------------------
+
+clean: ## Remove caches and build outputs (keeps .venv and .tools)
+	rm -rf .pytest_cache .ruff_cache dist build
+	find . -path ./.venv -prune -o -path ./.tools -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean ## Also remove .venv and .tools
+	rm -rf .venv $(TOOLS)
