@@ -1,0 +1,112 @@
+"""The app factory: nothing is built at import time, everything from `Settings`.
+
+The supervisor starts with the app's lifespan (so the Hypercorn CLI gets it too) inside a
+cancel scope of its own; `begin_shutdown()` pauses every run and closes every socket with
+1001, before Hypercorn stops serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+
+from trio_openhands.errors import install_error_handlers
+from trio_openhands.routes import conversations, events, server, sockets
+from trio_openhands.sdk_loader import SdkLoader
+from trio_openhands.security import install_security
+from trio_openhands.settings import Settings
+from trio_openhands.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class OpenHandsApp(QuartTrio):
+    """QuartTrio plus the server's collaborators, typed for the route modules."""
+
+    settings: Settings
+    sdk_loader: SdkLoader
+    started_at: float
+    _supervisor: Supervisor | None = None
+    _supervisor_scope: trio.CancelScope | None = None
+    _supervisor_stopped: trio.Event | None = None
+
+    @property
+    def supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            raise RuntimeError("the supervisor starts with the app's lifespan")
+        return self._supervisor
+
+    @property
+    def supervisor_ready(self) -> bool:
+        return self._supervisor is not None
+
+    async def start_supervisor(self) -> None:
+        stopped = self._supervisor_stopped = trio.Event()
+
+        async def run_supervisor(*, task_status: trio.TaskStatus[Supervisor]) -> None:
+            try:
+                with trio.CancelScope() as scope:
+                    self._supervisor_scope = scope
+                    await Supervisor(self.settings, self.sdk_loader).run(task_status=task_status)
+            finally:
+                stopped.set()
+
+        self._supervisor = await self.nursery.start(run_supervisor)
+        if self.settings.preload_sdk:
+            self.nursery.start_soon(self.sdk_loader.load)
+
+    async def begin_shutdown(self) -> None:
+        """Pause runs, persist, close sockets with 1001; safe to call more than once."""
+        if self._supervisor is not None:
+            await self._supervisor.shutdown()
+
+    async def stop_supervisor(self) -> None:
+        if self._supervisor_scope is not None and self._supervisor_stopped is not None:
+            self._supervisor_scope.cancel()
+            await self._supervisor_stopped.wait()
+
+
+def create_app(settings: Settings | None = None) -> OpenHandsApp:
+    settings = settings or Settings.from_env()
+    app = OpenHandsApp(__name__)
+    app.settings = settings
+    app.sdk_loader = SdkLoader()
+    app.started_at = time.monotonic()
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        BACKGROUND_TASK_SHUTDOWN_TIMEOUT=settings.graceful_timeout + 1,
+        PROVIDE_AUTOMATIC_OPTIONS=True,
+    )
+    app.url_map.strict_slashes = False
+    QuartSchema(
+        app,
+        info={"title": "trio-openhands", "version": "0.1.0"},
+        swagger_ui_path="/docs",
+        redoc_ui_path="/redocs",
+        scalar_ui_path=None,
+        security_schemes={
+            "SessionKey": {"type": "apiKey", "in_": "header", "name": "X-Session-API-Key"}
+        },
+    )
+    install_error_handlers(app)
+    install_security(app, settings.session_api_keys, settings.cors_origins)
+    for module in (server, conversations, events, sockets):
+        app.register_blueprint(module.blueprint)
+
+    @app.before_serving
+    async def _start() -> None:  # pyright: ignore[reportUnusedFunction]
+        await app.start_supervisor()
+        log.info("serving; conversations in %s", settings.conversations_dir.resolve())
+
+    @app.after_serving
+    async def _stop() -> None:  # pyright: ignore[reportUnusedFunction]
+        await app.begin_shutdown()
+        await app.stop_supervisor()
+
+    return app

@@ -1,0 +1,111 @@
+"""`openhands-server`: serve the API, or run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import trio
+
+from trio_openhands.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openhands-server",
+        description="A REST/WebSocket server for the OpenHands agent, built on Trio.",
+        epilog="Every option can also come from the environment: see README.md, Configuration.",
+    )
+    parser.add_argument("--host", default=None, help=f"address to bind (default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"port to bind (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--conversations-dir",
+        type=Path,
+        default=None,
+        help="where conversations are stored (env OPENHANDS_CONVERSATIONS_DIR; "
+        "default workspace/conversations)",
+    )
+    parser.add_argument(
+        "--workspace-dir",
+        type=Path,
+        default=None,
+        help="the agent's working directory (env OPENHANDS_WORKSPACE_DIR; "
+        "default workspace/project)",
+    )
+    parser.add_argument(
+        "--session-api-key",
+        action="append",
+        default=None,
+        dest="session_api_keys",
+        help="require this X-Session-API-Key (repeatable; env SESSION_API_KEY, "
+        "OH_SESSION_API_KEYS_0, _1, ...)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        dest="cors_origins",
+        help="allow this browser origin besides localhost (repeatable; env "
+        "OPENHANDS_CORS_ORIGINS, comma-separated)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (env OPENHANDS_LOG_LEVEL; default INFO)",
+    )
+    parser.add_argument(
+        "--max-concurrent-runs",
+        type=int,
+        default=None,
+        help="agent runs in progress at once (env OPENHANDS_MAX_CONCURRENT_RUNS; default 10)",
+    )
+    sub = parser.add_subparsers(dest="command")
+    demo = sub.add_parser("demo", help="run one conversation end to end against the scripted LLM")
+    demo.add_argument(
+        "--port", type=int, default=0, dest="demo_port", help="server port (default: any free)"
+    )
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        host=args.host,
+        port=args.port,
+        conversations_dir=args.conversations_dir,
+        workspace_dir=args.workspace_dir,
+        session_api_keys=tuple(args.session_api_keys) if args.session_api_keys else None,
+        cors_origins=tuple(args.cors_origins) if args.cors_origins else None,
+        log_level=args.log_level,
+        max_concurrent_runs=args.max_concurrent_runs,
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("LiteLLM", "litellm", "httpx", "openhands"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level)
+    if args.command == "demo":
+        from trio_openhands.demo import run_demo
+
+        sys.exit(trio.run(run_demo, settings.with_changes(port=args.demo_port)))
+    from trio_openhands.server import serve
+
+    trio.run(serve, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""One conversation's ordered event log, and the subscribers that stream it live.
+
+Every SDK event enters the log once, on the Trio thread, in the order the SDK emitted it,
+and gets a sequence number (its index: the same dense index the SDK gives its event files).
+It is serialized once, when it arrives; REST pages and socket frames reuse that text.
+
+Subscribing is synchronous: the subscriber's history ends at the log's length at that
+instant and everything appended later goes to its channel, so replay + live has neither
+gap nor duplicate. Each subscriber's channel is bounded; publishing never waits: a
+subscriber whose buffer is full is closed with 1013 and may resume with `after_event_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+log = logging.getLogger(__name__)
+
+# WebSocket close codes a subscriber may be closed with.
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_CONVERSATION_DELETED = 4004
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event as the log keeps it: its serialization plus what filters need."""
+
+    seq: int
+    id: str
+    kind: str
+    source: str
+    timestamp: datetime  # as the SDK stamps it: naive, server-local time
+    text: str  # lower-cased message text, for `body` search; "" for non-messages
+    json: str  # the SDK's own serialization, made once
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    """A frame for live subscribers that is not part of the log (e.g. a status snapshot)."""
+
+    json: str
+
+
+type Frame = LoggedEvent | Transient
+
+
+class Subscription:
+    """A subscriber's view: `history` (already in the log) then `live` (the channel)."""
+
+    def __init__(self, log_: EventLog, start: int, end: int, buffer: int) -> None:
+        self._log = log_
+        self.history_start = start
+        self.history_end = end
+        self.send_channel, self.live = trio.open_memory_channel[Frame](buffer)
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def history(self) -> Sequence[LoggedEvent]:
+        return self._log.events[self.history_start : self.history_end]
+
+    def close(self, code: int, reason: str) -> None:
+        """End the live stream; the socket handler then closes with `code`."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self.send_channel.close()
+        self._log.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.send_channel.close()
+        self._log.unsubscribe(self)
+
+
+class EventLog:
+    """Append-only, in memory; the SDK's event files are what survives a restart."""
+
+    def __init__(self, subscriber_buffer: int) -> None:
+        self.events: list[LoggedEvent] = []
+        self._by_id: dict[str, int] = {}
+        self._subscribers: set[Subscription] = set()
+        self._subscriber_buffer = subscriber_buffer
+        self._closed: tuple[int, str] | None = None
+        self.appended = trio.Event()  # replaced on every append: `wait_for_more` uses it
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def statistics(self) -> dict[str, int]:
+        return {"events": len(self.events), "subscribers": len(self._subscribers)}
+
+    def append(self, event: Any, json_text: str) -> LoggedEvent:
+        """Add an SDK event (Trio thread only) and offer it to every subscriber, never waiting."""
+        if event.id in self._by_id:  # the SDK re-emitting an event it already logged
+            return self.events[self._by_id[event.id]]
+        logged = LoggedEvent(
+            seq=len(self.events),
+            id=event.id,
+            kind=type(event).__name__,
+            source=str(event.source),
+            timestamp=_parse_timestamp(event.timestamp),
+            text=_message_text(event),
+            json=json_text,
+        )
+        self.events.append(logged)
+        self._by_id[logged.id] = logged.seq
+        self._offer(logged)
+        self.appended.set()
+        self.appended = trio.Event()
+        return logged
+
+    def publish(self, frame: Transient) -> None:
+        self._offer(frame)
+
+    def _offer(self, frame: Frame) -> None:
+        for subscription in list(self._subscribers):
+            try:
+                subscription.send_channel.send_nowait(frame)
+            except trio.WouldBlock:
+                log.warning(
+                    "closing a subscriber that fell %d frames behind", self._subscriber_buffer
+                )
+                subscription.close(
+                    CLOSE_TRY_AGAIN_LATER, "subscriber too slow; resume with after_event_id"
+                )
+            except trio.BrokenResourceError:
+                self.unsubscribe(subscription)
+
+    def subscribe(self, after_seq: int | None) -> Subscription:
+        """History after `after_seq` (None: no history; -1: all of it), then live frames."""
+        end = len(self.events)
+        start = end if after_seq is None else max(0, after_seq + 1)
+        subscription = Subscription(self, min(start, end), end, self._subscriber_buffer)
+        if self._closed is not None:
+            subscription.close(*self._closed)
+        else:
+            self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    def close(self, code: int, reason: str) -> None:
+        """No more live frames: every subscriber is told why (delete, shutdown)."""
+        self._closed = (code, reason)
+        for subscription in list(self._subscribers):
+            subscription.close(code, reason)
+
+    def seq_of(self, event_id: str) -> int | None:
+        return self._by_id.get(event_id)
+
+    def get(self, event_id: str) -> LoggedEvent | None:
+        seq = self._by_id.get(event_id)
+        return None if seq is None else self.events[seq]
+
+    def iter_from(self, seq: int, descending: bool) -> Iterator[LoggedEvent]:
+        if descending:
+            for index in range(seq, -1, -1):
+                yield self.events[index]
+        else:
+            for index in range(seq, len(self.events)):
+                yield self.events[index]
+
+
+def _parse_timestamp(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return datetime.now()
+
+
+def _message_text(event: Any) -> str:
+    message = getattr(event, "llm_message", None)
+    if message is None:
+        return ""
+    parts = [getattr(item, "text", "") for item in getattr(message, "content", [])]
+    return " ".join(part for part in parts if part).lower()

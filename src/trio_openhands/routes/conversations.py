@@ -1,0 +1,154 @@
+"""The seed's conversation API: start, get, batch get, search, pause, resume, delete.
+
+Paths work with and without a trailing slash (no redirect).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, Response
+from quart_schema import document_querystring, document_request
+
+from trio_openhands.errors import ApiError
+from trio_openhands.models import (
+    BatchQuery,
+    ConversationSearchQuery,
+    StartConversationRequest,
+)
+from trio_openhands.routes.common import json_response, parse_conversation_id, supervisor
+from trio_openhands.sdk_bridge import REDACTED, metrics_of
+from trio_openhands.validation import parse_body, parse_query
+
+if TYPE_CHECKING:
+    from trio_openhands.conversation import Conversation, ConversationRecord
+
+blueprint = Blueprint("conversations", __name__)
+
+
+def conversation_info(record: ConversationRecord, loaded: Conversation | None) -> dict[str, Any]:
+    """ConversationInfo: what was asked for (the key redacted) and the live status."""
+    request = record.request
+    llm = dict(request.get("llm") or {})
+    if request.get("has_api_key"):
+        llm["api_key"] = REDACTED
+    status = loaded.status if loaded is not None else record.status
+    return {
+        "id": str(record.id),
+        "status": status,
+        "title": record.title,
+        "tags": record.tags,
+        "llm": llm,
+        "tools": request.get("tools", []),
+        "mcp_config": request.get("mcp_config", {}),
+        "agent_context": request.get("agent_context"),
+        "confirmation_mode": request.get("confirmation_mode", False),
+        "workspace": request.get("workspace"),
+        "max_iterations": request.get("max_iterations"),
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "metrics": metrics_of(loaded.sdk)
+        if loaded is not None and loaded.sdk is not None
+        else None,
+        "event_count": len(loaded.log) if loaded is not None else None,
+        "waiting_for_run_slot": loaded.waiting_for_slot if loaded is not None else False,
+    }
+
+
+def info_of(conversation: Conversation) -> dict[str, Any]:
+    return conversation_info(conversation.record, conversation)
+
+
+@blueprint.post("/conversations")
+@blueprint.post("/conversations/")
+@document_request(StartConversationRequest)
+async def start_conversation() -> Response:
+    request = await parse_body(StartConversationRequest)
+    conversation = await supervisor().create(request)
+    return json_response(info_of(conversation), 201)
+
+
+@blueprint.get("/conversations")
+@blueprint.get("/conversations/")
+@document_querystring(BatchQuery)
+async def batch_get_conversations() -> Response:
+    query = parse_query(BatchQuery, frozenset({"ids"}))
+    sup = supervisor()
+    items: list[dict[str, Any] | None] = []
+    for index, raw in enumerate(query.ids):
+        conversation_id = parse_conversation_id(raw, f"ids[{index}]")
+        record = sup.records.get(conversation_id)
+        items.append(
+            None if record is None else conversation_info(record, sup.loaded.get(conversation_id))
+        )
+    return json_response(items)
+
+
+_SORT_KEYS = {
+    "CREATED_AT": ("created_at", False),
+    "CREATED_AT_DESC": ("created_at", True),
+    "UPDATED_AT": ("updated_at", False),
+    "UPDATED_AT_DESC": ("updated_at", True),
+}
+
+
+@blueprint.get("/conversations/search")
+@blueprint.get("/conversations/search/")
+@document_querystring(ConversationSearchQuery)
+async def search_conversations() -> Response:
+    """Pages start at `page_id` (the id of the first item of the page, inclusive)."""
+    query = parse_query(ConversationSearchQuery)
+    sup = supervisor()
+    attribute, descending = _SORT_KEYS[query.sort_order]
+    records = [r for r in sup.list_records() if query.status is None or r.status == query.status]
+    records.sort(key=lambda r: (getattr(r, attribute), r.id.hex), reverse=descending)
+    start = 0
+    if query.page_id is not None:
+        positions = {r.id.hex: i for i, r in enumerate(records)}
+        page_hex = query.page_id.replace("-", "")
+        if page_hex not in positions:
+            raise ApiError(400, f"Unknown page_id: {query.page_id}")
+        start = positions[page_hex]
+    page = records[start : start + query.limit]
+    following = records[start + query.limit : start + query.limit + 1]
+    items = [conversation_info(r, sup.loaded.get(r.id)) for r in page]
+    return json_response(
+        {"items": items, "next_page_id": following[0].id.hex if following else None}
+    )
+
+
+@blueprint.get("/conversations/<raw_id>")
+@blueprint.get("/conversations/<raw_id>/")
+async def get_conversation(raw_id: str) -> Response:
+    conversation_id = parse_conversation_id(raw_id)
+    sup = supervisor()
+    if conversation_id in sup.loaded:
+        return json_response(info_of(sup.loaded[conversation_id]))
+    record = sup.records.get(conversation_id)
+    if record is None:
+        raise ApiError(404, f"Conversation not found: {conversation_id}")
+    return json_response(conversation_info(record, None))
+
+
+@blueprint.post("/conversations/<raw_id>/pause")
+@blueprint.post("/conversations/<raw_id>/pause/")
+async def pause_conversation(raw_id: str) -> Response:
+    conversation = await supervisor().get(parse_conversation_id(raw_id))
+    await conversation.pause()
+    await supervisor().save(conversation)
+    return json_response({"success": True, "status": conversation.status})
+
+
+@blueprint.post("/conversations/<raw_id>/resume")
+@blueprint.post("/conversations/<raw_id>/resume/")
+async def resume_conversation(raw_id: str) -> Response:
+    conversation = await supervisor().get(parse_conversation_id(raw_id))
+    conversation.resume()
+    return json_response({"success": True, "status": conversation.status})
+
+
+@blueprint.delete("/conversations/<raw_id>")
+@blueprint.delete("/conversations/<raw_id>/")
+async def delete_conversation(raw_id: str) -> Response:
+    await supervisor().delete(parse_conversation_id(raw_id))
+    return json_response({"success": True})

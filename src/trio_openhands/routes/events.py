@@ -1,0 +1,140 @@
+"""The seed's event API: search, get, batch get, send a message, answer a confirmation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from quart import Blueprint, Response
+from quart_schema import document_querystring, document_request
+
+from trio_openhands import sdk_bridge
+from trio_openhands.errors import ApiError, Conflict, NotFound, ValidationFailed
+from trio_openhands.models import (
+    ConfirmationResponse,
+    EventBatchQuery,
+    EventSearchQuery,
+    SendMessageRequest,
+)
+from trio_openhands.routes.common import (
+    json_response,
+    page_json,
+    parse_conversation_id,
+    raw_json,
+    supervisor,
+)
+from trio_openhands.validation import parse_body, parse_query
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from trio_openhands.event_log import LoggedEvent
+
+blueprint = Blueprint("events", __name__)
+
+
+def _local_naive(raw: str, field: str) -> datetime:
+    """Event timestamps are the SDK's naive local time; tz-aware filters are converted."""
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed.single(
+            ("query", field), "Input should be an ISO 8601 datetime", "datetime_parsing"
+        ) from None
+    if value.tzinfo is not None:
+        value = value.astimezone().replace(tzinfo=None)
+    return value
+
+
+def event_filter(query: EventSearchQuery) -> Callable[[LoggedEvent], bool]:
+    kind = query.kind.rsplit(".", 1)[-1] if query.kind else None
+    body = query.body.lower() if query.body else None
+    since = _local_naive(query.timestamp__gte, "timestamp__gte") if query.timestamp__gte else None
+    until = _local_naive(query.timestamp__lt, "timestamp__lt") if query.timestamp__lt else None
+
+    def matches(event: LoggedEvent) -> bool:
+        return (
+            (kind is None or event.kind == kind)
+            and (query.source is None or event.source == query.source)
+            and (body is None or body in event.text)
+            and (since is None or event.timestamp >= since)
+            and (until is None or event.timestamp < until)
+        )
+
+    return matches
+
+
+@blueprint.get("/conversations/<raw_id>/events/search")
+@blueprint.get("/conversations/<raw_id>/events/search/")
+@document_querystring(EventSearchQuery)
+async def search_events(raw_id: str) -> Response:
+    """Ordered by sequence number; `next_page_id` is the first event of the next page, so
+    paging neither skips nor repeats while a run appends."""
+    query = parse_query(EventSearchQuery)
+    conversation = await supervisor().get(parse_conversation_id(raw_id))
+    event_log = conversation.log
+    descending = query.sort_order == "TIMESTAMP_DESC"
+    if query.page_id is not None:
+        start = event_log.seq_of(query.page_id)
+        if start is None:
+            raise ApiError(400, f"Unknown page_id: {query.page_id}")
+    else:
+        start = len(event_log) - 1 if descending else 0
+    matches = event_filter(query)
+    page: list[str] = []
+    next_page_id: str | None = None
+    for event in event_log.iter_from(start, descending):
+        if not matches(event):
+            continue
+        if len(page) == query.limit:
+            next_page_id = event.id
+            break
+        page.append(event.json)
+    return page_json(page, next_page_id)
+
+
+@blueprint.get("/conversations/<raw_id>/events")
+@blueprint.get("/conversations/<raw_id>/events/")
+@document_querystring(EventBatchQuery)
+async def batch_get_events(raw_id: str) -> Response:
+    query = parse_query(EventBatchQuery, frozenset({"event_ids"}))
+    conversation = await supervisor().get(parse_conversation_id(raw_id))
+    texts = []
+    for event_id in query.event_ids:
+        event = conversation.log.get(event_id)
+        texts.append("null" if event is None else event.json)
+    return raw_json("[" + ",".join(texts) + "]")
+
+
+@blueprint.get("/conversations/<raw_id>/events/<event_id>")
+@blueprint.get("/conversations/<raw_id>/events/<event_id>/")
+async def get_event(raw_id: str, event_id: str) -> Response:
+    conversation = await supervisor().get(parse_conversation_id(raw_id))
+    event = conversation.log.get(event_id)
+    if event is None:
+        raise NotFound(f"Event not found: {event_id}")
+    return raw_json(event.json)
+
+
+@blueprint.post("/conversations/<raw_id>/events")
+@blueprint.post("/conversations/<raw_id>/events/")
+@document_request(SendMessageRequest)
+async def send_message(raw_id: str) -> Response:
+    conversation_id = parse_conversation_id(raw_id)
+    request = await parse_body(SendMessageRequest)
+    conversation = await supervisor().get(conversation_id)
+    await conversation.send_message(sdk_bridge.to_message(request.content), run=request.run)
+    return json_response({"success": True, "status": conversation.status})
+
+
+@blueprint.post("/conversations/<raw_id>/events/respond_to_confirmation")
+@blueprint.post("/conversations/<raw_id>/events/respond_to_confirmation/")
+@document_request(ConfirmationResponse)
+async def respond_to_confirmation(raw_id: str) -> Response:
+    conversation_id = parse_conversation_id(raw_id)
+    request = await parse_body(ConfirmationResponse)
+    conversation = await supervisor().get(conversation_id)
+    if conversation.status != "waiting_for_confirmation":
+        raise Conflict("No action is waiting for confirmation")
+    await conversation.respond_to_confirmation(request.accept, request.reason)
+    return json_response({"success": True, "status": conversation.status})

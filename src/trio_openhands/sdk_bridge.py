@@ -1,0 +1,169 @@
+"""Everything that touches the OpenHands SDK's own types, in one place.
+
+Imports of `openhands.*` happen inside the functions: this module is imported at start-up,
+the SDK only later (see `sdk_loader`). Functions named `blocking_*` must run in a worker
+thread (they take the SDK's state lock or touch the disk).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from trio_openhands.errors import ValidationFailed
+from trio_openhands.models import ContentPart, ImagePart, StartConversationRequest
+from trio_openhands.validation import errors_from
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from openhands.sdk import LLM, LocalConversation, Message
+    from openhands.sdk.event import Event
+
+REDACTED = "**********"
+# The subprocess terminal starts in ~30 ms; tmux costs ~230 ms and a tmux server each.
+DEFAULT_TOOL_PARAMS: dict[str, dict[str, Any]] = {"terminal": {"terminal_type": "subprocess"}}
+
+
+def build_llm(spec: dict[str, Any], default_api_key: str | None) -> LLM:
+    """The SDK's LLM settings from the request, with the server's key when it gives none."""
+    from openhands.sdk import LLM
+
+    values = {"usage_id": "agent", **spec}
+    if not values.get("api_key") and default_api_key:
+        values["api_key"] = default_api_key
+    try:
+        return LLM.model_validate(values)
+    except ValidationError as error:
+        raise ValidationFailed(errors_from(error, ("body", "llm"))) from None
+
+
+def redact_llm(spec: dict[str, Any]) -> dict[str, Any]:
+    """What ConversationInfo shows of the LLM settings: never the key itself."""
+    shown = dict(spec)
+    for secret_field in ("api_key", "aws_access_key_id", "aws_secret_access_key"):
+        if shown.get(secret_field):
+            shown[secret_field] = REDACTED
+    return shown
+
+
+def build_agent(request: StartConversationRequest, llm: LLM) -> Any:
+    from openhands.sdk import Agent, AgentContext, Tool
+
+    tools = [
+        Tool(name=tool.name, params={**DEFAULT_TOOL_PARAMS.get(tool.name, {}), **tool.params})
+        for tool in request.tools
+    ]
+    try:
+        context = (
+            AgentContext.model_validate(request.agent_context) if request.agent_context else None
+        )
+        return Agent(llm=llm, tools=tools, mcp_config=request.mcp_config, agent_context=context)
+    except ValidationError as error:
+        raise ValidationFailed(errors_from(error, ("body",))) from None
+
+
+def make_cipher(secret_key: str) -> Any:
+    from openhands.sdk.utils.cipher import Cipher
+
+    return Cipher(secret_key=secret_key)
+
+
+def blocking_open_conversation(
+    *,
+    conversation_id: uuid.UUID,
+    agent: Any | None,
+    workspace_dir: Path,
+    conversations_dir: Path,
+    max_iterations: int,
+    cipher: Any,
+    on_event: Callable[[Event], None],
+    on_state_change: Callable[[Event], None],
+    confirmation_mode: bool | None,
+) -> LocalConversation:
+    """Create a conversation, or restore it from disk when `agent` is None."""
+    from openhands.sdk import LocalConversation
+    from openhands.sdk.security.confirmation_policy import AlwaysConfirm
+
+    conversation = LocalConversation(
+        agent=agent,
+        workspace=str(workspace_dir),
+        persistence_dir=str(conversations_dir),
+        conversation_id=conversation_id,
+        callbacks=[on_event],
+        visualizer=None,
+        max_iteration_per_run=max_iterations,
+        cipher=cipher,
+        delete_on_close=False,
+    )
+    conversation.state.set_on_state_change(on_state_change)
+    if confirmation_mode:
+        conversation.set_confirmation_policy(AlwaysConfirm())
+    return conversation
+
+
+def to_message(content: list[ContentPart]) -> Message:
+    from openhands.sdk import ImageContent, Message, TextContent
+
+    parts: list[TextContent | ImageContent] = []
+    for part in content:
+        if isinstance(part, ImagePart):
+            parts.append(ImageContent(image_urls=part.image_urls))
+        else:
+            parts.append(TextContent(text=part.text, cache_prompt=part.cache_prompt))
+    return Message(role="user", content=parts)
+
+
+def serialize_event(event: Event) -> str:
+    """The one serialization of an event, shared by REST pages and socket frames."""
+    return event.model_dump_json()
+
+
+def status_of(conversation: LocalConversation) -> str:
+    """Lock-free read of the live execution status (the SDK documents it as safe)."""
+    return str(conversation.state.execution_status.value)
+
+
+def metrics_of(conversation: LocalConversation) -> dict[str, Any]:
+    metrics = conversation.conversation_stats.get_combined_metrics()
+    usage = metrics.accumulated_token_usage
+    return {
+        "accumulated_cost": metrics.accumulated_cost,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+    }
+
+
+def has_pending_actions(conversation: LocalConversation) -> bool:
+    from openhands.sdk.conversation.state import ConversationState
+
+    return bool(ConversationState.get_unmatched_actions(conversation.state.events))
+
+
+def blocking_recover_interrupted_run(conversation: LocalConversation) -> None:
+    """A conversation restored as `running` was cut off by a crash: make it resumable.
+
+    The SDK writes each event file at once but saves its HEAD (`leaf_event_id`) lazily, so
+    a tool call logged just before a crash sits past HEAD, where the next run would neither
+    execute nor report it. Move HEAD to the newest event when it descends from HEAD, let the
+    SDK add an error observation for every action left without a result (the agent and the
+    client both see it), and mark the conversation paused.
+    """
+    from openhands.sdk.conversation.state import ConversationExecutionStatus
+    from openhands.sdk.event import ConversationStateUpdateEvent
+
+    state = conversation.state
+    with state:
+        events = [e for e in state.events if not isinstance(e, ConversationStateUpdateEvent)]
+        if events and state.leaf_event_id is not None and events[-1].id != state.leaf_event_id:
+            parents = {e.id: e.parent_id for e in events}
+            cursor: str | None = events[-1].id
+            while cursor is not None and cursor != state.leaf_event_id:
+                cursor = parents.get(cursor)
+            if cursor == state.leaf_event_id:
+                state.leaf_event_id = events[-1].id
+        conversation._emit_orphaned_action_errors()  # pyright: ignore[reportPrivateUsage]
+        state.execution_status = ConversationExecutionStatus.PAUSED

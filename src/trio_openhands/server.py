@@ -1,0 +1,64 @@
+"""Serving the app with Hypercorn's Trio worker, from Python.
+
+SIGINT/SIGTERM trigger the shutdown: conversations are paused and persisted, sockets get
+a 1001 close frame, then Hypercorn stops. `serve()` reports the bound URLs through
+`task_status`, so tests can `await nursery.start(serve, settings)` on port 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from trio_openhands.app import OpenHandsApp, create_app
+
+if TYPE_CHECKING:
+    from trio_openhands.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.graceful_timeout
+    config.accesslog = None
+    config.websocket_ping_interval = 20.0
+    return config
+
+
+async def wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            return
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown_trigger: trio.Event | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until a signal (or `shutdown_trigger`, for tests), then shut down cleanly."""
+    app = create_app(settings)
+    config = hypercorn_config(settings)
+
+    async def trigger(app: OpenHandsApp) -> None:
+        if shutdown_trigger is None:
+            await wait_for_signal()
+        else:
+            await shutdown_trigger.wait()
+        await app.begin_shutdown()
+
+    await hypercorn_serve(
+        app, config, shutdown_trigger=partial(trigger, app), task_status=task_status
+    )  # type: ignore[arg-type]
+    log.info("stopped")

@@ -1,0 +1,88 @@
+"""Server settings: one frozen object built from the command line and the environment.
+
+Every knob lives here so that the app factory, the supervisor and the tests share one
+description of the server; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _session_api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """`SESSION_API_KEY` plus the reference server's `OH_SESSION_API_KEYS_0..n` (rotation)."""
+    keys: list[str] = []
+    if env.get("SESSION_API_KEY"):
+        keys.append(env["SESSION_API_KEY"])
+    index = 0
+    while f"OH_SESSION_API_KEYS_{index}" in env:
+        if value := env[f"OH_SESSION_API_KEYS_{index}"]:
+            keys.append(value)
+        index += 1
+    return tuple(dict.fromkeys(keys))
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a server instance needs to know; see README "Configuration" for each field."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    conversations_dir: Path = Path("workspace/conversations")
+    workspace_dir: Path = Path("workspace/project")
+    session_api_keys: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    # How many agent runs may be in progress at once; the rest wait for a slot.
+    max_concurrent_runs: int = 10
+    # Events a WebSocket subscriber may have queued before it is closed with 1013.
+    subscriber_buffer: int = 1024
+    # Secret used to encrypt API keys at rest; when unset a key file is created.
+    secret_key: str | None = None
+    # Seconds a shutdown waits for conversations to pause and persist.
+    graceful_timeout: float = 1.5
+    # Start importing the SDK as soon as the server serves (tests may turn this off).
+    preload_sdk: bool = True
+    llm_api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
+        """Read the environment; explicit keyword overrides (the CLI's flags) win."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            "conversations_dir": Path(
+                env.get("OPENHANDS_CONVERSATIONS_DIR")
+                or env.get("OH_CONVERSATIONS_PATH")
+                or "workspace/conversations"
+            ),
+            "workspace_dir": Path(env.get("OPENHANDS_WORKSPACE_DIR") or "workspace/project"),
+            "session_api_keys": _session_api_keys(env),
+            "cors_origins": _split_list(env.get("OPENHANDS_CORS_ORIGINS")),
+            "log_level": (env.get("OPENHANDS_LOG_LEVEL") or "INFO").upper(),
+            "secret_key": env.get("OH_SECRET_KEY") or None,
+            "llm_api_key": env.get("LITELLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
+        }
+        if env.get("OPENHANDS_MAX_CONCURRENT_RUNS"):
+            values["max_concurrent_runs"] = int(env["OPENHANDS_MAX_CONCURRENT_RUNS"])
+        if env.get("OPENHANDS_SUBSCRIBER_BUFFER"):
+            values["subscriber_buffer"] = int(env["OPENHANDS_SUBSCRIBER_BUFFER"])
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,243 @@
+"""The supervisor: one nursery that owns every conversation, and their catalog.
+
+    Supervisor.run (started with the server)
+    └── conversations nursery
+        ├── conversation A task: A.scope ⊃ A.nursery ⊃ run task
+        └── conversation B task: ...
+
+Stored conversations are listed from their meta.json at start-up and loaded (their SDK
+object and event log rebuilt from disk) on first use, so start-up stays fast whatever is
+stored. Shutdown pauses every run, persists, and closes every socket with 1001.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from trio_openhands import sdk_bridge, storage
+from trio_openhands.conversation import Conversation, ConversationRecord, utc_now
+from trio_openhands.errors import ApiError, NotFound
+from trio_openhands.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from trio_openhands.models import StartConversationRequest
+    from trio_openhands.sdk_loader import SdkLoader
+    from trio_openhands.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, sdk_loader: SdkLoader) -> None:
+        self.settings = settings
+        self.sdk_loader = sdk_loader
+        self.run_limiter = trio.CapacityLimiter(settings.max_concurrent_runs)
+        self.records: dict[uuid.UUID, ConversationRecord] = {}
+        self.loaded: dict[uuid.UUID, Conversation] = {}
+        self._loading: dict[uuid.UUID, trio.Event] = {}
+        self._conversations_nursery: trio.Nursery | None = None
+        self._cipher: Any = None
+        self._secret_key: str | None = None
+        self.shutting_down = False
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Owns the conversations nursery until cancelled (server shutdown)."""
+        conversations_dir = self.settings.conversations_dir
+        for data in await trio.to_thread.run_sync(storage.read_all_meta, conversations_dir):
+            try:
+                record = ConversationRecord.from_json(data)
+            except (KeyError, ValueError) as error:
+                log.error("skipping a stored conversation with bad metadata: %s", error)
+                continue
+            if record.status == "running":  # the server stopped mid-run: not running now
+                record.status = "paused"
+            self.records[record.id] = record
+        log.info("supervisor: %d stored conversations in %s", len(self.records), conversations_dir)
+        async with trio.open_nursery() as conversations_nursery:
+            self._conversations_nursery = conversations_nursery
+            task_status.started(self)
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.shutdown()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "conversations": len(self.records),
+            "loaded": len(self.loaded),
+            "runs_active": int(self.run_limiter.borrowed_tokens),
+            "runs_waiting_for_slot": sum(c.waiting_for_slot for c in self.loaded.values()),
+            "max_concurrent_runs": int(self.run_limiter.total_tokens),
+        }
+
+    # -- creating and loading -----------------------------------------------------------
+
+    async def _cipher_for_storage(self) -> Any:
+        if self._cipher is None:
+            self._secret_key = await trio.to_thread.run_sync(
+                storage.load_or_create_secret,
+                self.settings.conversations_dir,
+                self.settings.secret_key,
+            )
+            self._cipher = sdk_bridge.make_cipher(self._secret_key)
+        return self._cipher
+
+    async def create(self, request: StartConversationRequest) -> Conversation:
+        await self.sdk_loader.wait_ready()
+        self._refuse_during_shutdown()
+        llm = sdk_bridge.build_llm(request.llm, self.settings.llm_api_key)
+        agent = sdk_bridge.build_agent(request, llm)
+        now = utc_now()
+        stored_request = request.model_dump(
+            mode="json", exclude={"initial_message", "title", "tags"}
+        )
+        stored_request["llm"] = {k: v for k, v in request.llm.items() if k != "api_key"}
+        stored_request["has_api_key"] = bool(request.llm.get("api_key"))
+        record = ConversationRecord(
+            id=uuid.uuid4(),
+            created_at=now,
+            updated_at=now,
+            request=stored_request,
+            title=request.title,
+            tags=request.tags,
+        )
+        conversation = await self._start(
+            record, agent=agent, confirmation_mode=request.confirmation_mode
+        )
+        self.records[record.id] = record
+        await self.save(conversation)
+        log.info("conversation %s: created (model %s)", record.id, request.llm.get("model"))
+        if request.initial_message is not None:
+            message = sdk_bridge.to_message(request.initial_message.content)
+            await conversation.send_message(message, run=request.initial_message.run)
+        return conversation
+
+    async def get(self, conversation_id: uuid.UUID) -> Conversation:
+        """The loaded conversation, loading it from disk on first use; NotFound if unknown."""
+        if conversation_id in self.loaded:
+            return self.loaded[conversation_id]
+        record = self.records.get(conversation_id)
+        if record is None:
+            raise NotFound(f"Conversation not found: {conversation_id}")
+        if conversation_id in self._loading:  # someone else is loading it: wait for them
+            await self._loading[conversation_id].wait()
+            return await self.get(conversation_id)
+        done = self._loading[conversation_id] = trio.Event()
+        try:
+            await self.sdk_loader.wait_ready()
+            self._refuse_during_shutdown()
+            conversation = await self._start(record, agent=None, confirmation_mode=None)
+            log.info(
+                "conversation %s: loaded from disk (%d events, %s)",
+                conversation_id,
+                len(conversation.log),
+                conversation.status,
+            )
+            return conversation
+        finally:
+            del self._loading[conversation_id]
+            done.set()
+
+    async def _start(
+        self, record: ConversationRecord, *, agent: Any, confirmation_mode: bool | None
+    ) -> Conversation:
+        assert self._conversations_nursery is not None
+        conversation = Conversation(
+            record, run_limiter=self.run_limiter, subscriber_buffer=self.settings.subscriber_buffer
+        )
+        cipher = await self._cipher_for_storage()
+        sdk = await trio.to_thread.run_sync(
+            partial(
+                sdk_bridge.blocking_open_conversation,
+                conversation_id=record.id,
+                agent=agent,
+                workspace_dir=conversation.workspace_dir(self.settings.workspace_dir),
+                conversations_dir=self.settings.conversations_dir,
+                max_iterations=int(record.request.get("max_iterations", 500)),
+                cipher=cipher,
+                on_event=conversation.on_sdk_event,
+                on_state_change=conversation.on_sdk_state_change,
+                confirmation_mode=confirmation_mode,
+            )
+        )
+        conversation.adopt(sdk)
+        if agent is None and conversation.status == "running":
+            await trio.to_thread.run_sync(sdk_bridge.blocking_recover_interrupted_run, sdk)
+        await self._conversations_nursery.start(self._host_conversation, conversation)
+        self.loaded[record.id] = conversation
+        return conversation
+
+    async def _host_conversation(
+        self, conversation: Conversation, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """The conversation's own task: its scope and nursery live exactly as long as it does."""
+        try:
+            with conversation.scope:
+                async with trio.open_nursery() as conversation_nursery:
+                    conversation.nursery = conversation_nursery
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._release(conversation)
+
+    async def _release(self, conversation: Conversation) -> None:
+        if conversation.deleted:
+            await conversation.close_runtime(CLOSE_CONVERSATION_DELETED, "conversation deleted")
+            folder = storage.conversation_dir(self.settings.conversations_dir, conversation.id.hex)
+            await trio.to_thread.run_sync(storage.remove_tree, folder)
+            log.info("conversation %s: deleted", conversation.id)
+        else:
+            await conversation.close_runtime(CLOSE_GOING_AWAY, "server shutting down")
+            await self.save(conversation)
+        self.loaded.pop(conversation.id, None)
+        conversation.closed.set()
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def save(self, conversation: Conversation) -> None:
+        record = conversation.record
+        record.status = conversation.status
+        await storage.write_meta(self.settings.conversations_dir, record.id.hex, record.to_json())
+
+    async def delete(self, conversation_id: uuid.UUID) -> None:
+        conversation = await self.get(conversation_id)
+        if conversation.deleted:
+            raise NotFound(f"Conversation not found: {conversation_id}")
+        conversation.deleted = True
+        self.records.pop(conversation_id, None)
+        conversation.scope.cancel()
+        await conversation.closed.wait()
+
+    async def shutdown(self) -> None:
+        """Pause every run, persist, close sockets with 1001: bounded by graceful_timeout."""
+        self.shutting_down = True
+        conversations = list(self.loaded.values())
+        if conversations:
+            log.info("supervisor: shutting down %d loaded conversations", len(conversations))
+        with trio.move_on_after(self.settings.graceful_timeout):
+            async with trio.open_nursery() as nursery:
+                for conversation in conversations:
+                    conversation.scope.cancel()
+                    nursery.start_soon(conversation.closed.wait)
+
+    def _refuse_during_shutdown(self) -> None:
+        if self.shutting_down:
+            raise ApiError(503, "Server is shutting down")
+
+    def list_records(self) -> Iterable[ConversationRecord]:
+        for record in self.records.values():
+            loaded = self.loaded.get(record.id)
+            if loaded is not None:
+                record.status = loaded.status
+            yield record

@@ -1,0 +1,112 @@
+"""Fixtures: the scripted LLM and the real server on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+from trio_openhands.sdk_loader import quiet_sdk_environment
+from trio_openhands.server import serve
+from trio_openhands.settings import Settings
+from trio_openhands.testing.fake_llm import FakeLLM
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+quiet_sdk_environment()
+os.environ.pop("OPENAI_API_KEY", None)
+os.environ.pop("LITELLM_API_KEY", None)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    client: httpx.AsyncClient
+    stop: trio.Event
+
+    def ws_url(self, path: str) -> str:
+        return self.url.replace("http://", "ws://") + path
+
+
+async def wait_for_event(
+    server: LiveServer, conversation_id: str, predicate: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Follow the conversation's socket (history included) until an event matches."""
+    url = server.ws_url(f"/conversations/{conversation_id}/events/socket?resend_all=true")
+    with trio.fail_after(30):
+        async with open_websocket_url(url) as socket:
+            while True:
+                event = json.loads(await socket.get_message())
+                if predicate(event):
+                    return event
+
+
+async def wait_status(server: LiveServer, conversation_id: str, *statuses: str) -> dict[str, Any]:
+    """Wait until GET shows one of `statuses`, re-reading on every status-change frame."""
+    url = server.ws_url(f"/conversations/{conversation_id}/events/socket")
+    with trio.fail_after(30):
+        async with open_websocket_url(url) as socket:
+            while True:
+                info = (await server.client.get(f"/conversations/{conversation_id}")).json()
+                if info["status"] in statuses:
+                    return info
+                await socket.get_message()
+
+
+@pytest.fixture
+async def fake_llm(nursery: trio.Nursery) -> FakeLLM:
+    llm = FakeLLM()
+    llm.base_url = await nursery.start(llm.serve)  # type: ignore[attr-defined]
+    return llm
+
+
+def llm_settings(fake_llm: FakeLLM, **extra: Any) -> dict[str, Any]:
+    """The request's `llm` for the scripted LLM, through the real litellm path."""
+    return {
+        "model": "openai/fake",
+        "base_url": fake_llm.base_url,  # type: ignore[attr-defined]
+        "api_key": "test-key",
+        "num_retries": 0,
+        "input_cost_per_token": 0,
+        "output_cost_per_token": 0,
+        **extra,
+    }
+
+
+async def start_server(nursery: trio.Nursery, settings: Settings) -> LiveServer:
+    stop = trio.Event()
+    binds: list[str] = await nursery.start(partial(serve, settings, shutdown_trigger=stop))
+    url = binds[0]
+    client = httpx.AsyncClient(base_url=url, timeout=30)
+    return LiveServer(url=url, settings=settings, client=client, stop=stop)
+
+
+def test_settings(tmp_path: Path, **changes: Any) -> Settings:
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        conversations_dir=tmp_path / "conversations",
+        workspace_dir=tmp_path / "project",
+        secret_key="test-secret",
+        graceful_timeout=3.0,
+    ).with_changes(**changes)
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    live = await start_server(nursery, test_settings(tmp_path))
+    try:
+        yield live
+    finally:
+        await live.client.aclose()
+        live.stop.set()
