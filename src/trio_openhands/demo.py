@@ -10,15 +10,17 @@ import json
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
 from trio_websocket import open_websocket_url
 
 from trio_openhands.server import serve
-from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM, finish, tool_call
+
+if TYPE_CHECKING:
+    from trio_openhands.settings import Settings
 
 
 def describe(event: dict[str, Any]) -> str:
