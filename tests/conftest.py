@@ -102,6 +102,9 @@ def test_settings(tmp_path: Path, **changes: Any) -> Settings:
     ).with_changes(**changes)
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @pytest.fixture
 async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
     live = await start_server(nursery, test_settings(tmp_path))

@@ -64,15 +64,18 @@ class SdkLoader:
         self._started = True
         started = time.perf_counter()
         try:
-            await trio.to_thread.run_sync(import_sdk)
+            # Abandoned on cancellation: a shutdown must not wait seconds for an import.
+            await trio.to_thread.run_sync(import_sdk, abandon_on_cancel=True)
+        except trio.Cancelled:
+            self._started = False  # not done: a later call may start again
+            raise
         except Exception as error:
             log.exception("importing the OpenHands SDK failed")
             self._error = error
         else:
             self.seconds = time.perf_counter() - started
             log.info("OpenHands SDK imported in %.1f s", self.seconds)
-        finally:
-            self._done.set()
+        self._done.set()
 
     async def wait_ready(self) -> None:
         await self.load()

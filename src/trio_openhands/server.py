@@ -30,6 +30,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.graceful_timeout
     config.accesslog = None
+    config.loglevel = settings.log_level
     config.websocket_ping_interval = 20.0
     return config
 
