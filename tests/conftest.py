@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -33,6 +32,13 @@ class LiveServer:
     settings: Settings
     client: httpx.AsyncClient
     stop: trio.Event
+    stopped: trio.Event
+
+    async def aclose(self) -> None:
+        """Shut the server down as a signal would, and wait until it has stopped."""
+        await self.client.aclose()
+        self.stop.set()
+        await self.stopped.wait()
 
     def ws_url(self, path: str) -> str:
         return self.url.replace("http://", "ws://") + path
@@ -66,7 +72,7 @@ async def wait_status(server: LiveServer, conversation_id: str, *statuses: str) 
 @pytest.fixture
 async def fake_llm(nursery: trio.Nursery) -> FakeLLM:
     llm = FakeLLM()
-    llm.base_url = await nursery.start(llm.serve)  # type: ignore[attr-defined]
+    await nursery.start(llm.serve)
     return llm
 
 
@@ -74,7 +80,7 @@ def llm_settings(fake_llm: FakeLLM, **extra: Any) -> dict[str, Any]:
     """The request's `llm` for the scripted LLM, through the real litellm path."""
     return {
         "model": "openai/fake",
-        "base_url": fake_llm.base_url,  # type: ignore[attr-defined]
+        "base_url": fake_llm.base_url,
         "api_key": "test-key",
         "num_retries": 0,
         "input_cost_per_token": 0,
@@ -84,11 +90,18 @@ def llm_settings(fake_llm: FakeLLM, **extra: Any) -> dict[str, Any]:
 
 
 async def start_server(nursery: trio.Nursery, settings: Settings) -> LiveServer:
-    stop = trio.Event()
-    binds: list[str] = await nursery.start(partial(serve, settings, shutdown_trigger=stop))
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def serve_until_stopped(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve(settings, shutdown_trigger=stop, task_status=task_status)
+        finally:
+            stopped.set()
+
+    binds: list[str] = await nursery.start(serve_until_stopped)
     url = binds[0]
     client = httpx.AsyncClient(base_url=url, timeout=30)
-    return LiveServer(url=url, settings=settings, client=client, stop=stop)
+    return LiveServer(url=url, settings=settings, client=client, stop=stop, stopped=stopped)
 
 
 def test_settings(tmp_path: Path, **changes: Any) -> Settings:
@@ -111,5 +124,4 @@ async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveSer
     try:
         yield live
     finally:
-        await live.client.aclose()
-        live.stop.set()
+        await live.aclose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,7 @@ class Conversation:
         *,
         run_limiter: trio.CapacityLimiter,
         subscriber_buffer: int,
+        save: Callable[[Conversation], Awaitable[None]],
     ) -> None:
         self.record = record
         self.log = EventLog(subscriber_buffer)
@@ -95,11 +97,15 @@ class Conversation:
         self.deleted = False
         self._host = AsyncioHost(f"conversation-{record.id.hex[:8]}")
         self._run_limiter = run_limiter
+        self._save = save  # persists the record: a restart must know a run was in progress
         self._run_scope: trio.CancelScope | None = None
         self._run_finished = trio.Event()
         self._run_finished.set()
         self._run_wanted = False
         self.waiting_for_slot = False
+        # Called on the Trio thread when a run task ends, after its settled status is
+        # published (the /api sockets send a full_state snapshot then). Must not raise.
+        self.run_end_listeners: set[Callable[[], None]] = set()
         self._token = trio.lowlevel.current_trio_token()
 
     @property
@@ -112,8 +118,14 @@ class Conversation:
 
     @property
     def status(self) -> str:
+        """The status a client may rely on: while a run task is in progress it is `running`;
+        once the task has ended, every event of the run is in the log (the SDK's callbacks
+        were queued before the run's end), so a client that reads `error` finds the error
+        event, and one that reads `paused` finds the interrupt."""
         if self.sdk is None:
             return self.record.status
+        if self._run_scope is not None and not self.waiting_for_slot:
+            return "running"
         return sdk_bridge.status_of(self.sdk)
 
     # -- events from the SDK (its threads, its lock held: hand over, never wait) --------
@@ -165,6 +177,7 @@ class Conversation:
                 self.waiting_for_slot = True
                 async with self._run_limiter:
                     self.waiting_for_slot = False
+                    await self._save(self)
                     while self._run_wanted:
                         self._run_wanted = False
                         log.info("conversation %s: run started", self.id)
@@ -180,7 +193,12 @@ class Conversation:
             self.waiting_for_slot = False
             self._run_scope = None
             self._run_wanted = False
-            self.record.status = self.status
+            # The run's events are all in the log now: tell subscribers the settled status.
+            self.log.publish(Transient(sdk_bridge.status_update_json(self.status)))
+            for listener in list(self.run_end_listeners):
+                listener()
+            with trio.CancelScope(shield=True):
+                await self._save(self)
             self._run_finished.set()
 
     async def pause(self) -> None:
@@ -213,6 +231,18 @@ class Conversation:
             self.request_run()  # the SDK runs the pending actions as an implicit approval
         else:
             await trio.to_thread.run_sync(self.sdk.reject_pending_actions, reason)
+
+    async def set_confirmation_policy(self, policy: Any) -> None:
+        assert self.sdk is not None
+        await trio.to_thread.run_sync(self.sdk.set_confirmation_policy, policy)
+
+    async def set_security_analyzer(self, analyzer: Any) -> None:
+        assert self.sdk is not None
+        await trio.to_thread.run_sync(self.sdk.set_security_analyzer, analyzer)
+
+    async def update_secrets(self, secrets: dict[str, Any]) -> None:
+        assert self.sdk is not None
+        await trio.to_thread.run_sync(self.sdk.update_secrets, secrets)
 
     # -- end of life --------------------------------------------------------------------
 

@@ -122,6 +122,13 @@ def serialize_event(event: Event) -> str:
     return event.model_dump_json()
 
 
+def status_update_json(status: str) -> str:
+    """A socket frame telling subscribers the status a client may now rely on."""
+    from openhands.sdk.event import ConversationStateUpdateEvent
+
+    return ConversationStateUpdateEvent(key="execution_status", value=status).model_dump_json()
+
+
 def status_of(conversation: LocalConversation) -> str:
     """Lock-free read of the live execution status (the SDK documents it as safe)."""
     return str(conversation.state.execution_status.value)

@@ -33,7 +33,7 @@ def conversation_dir(conversations_dir: Path, conversation_hex: str) -> Path:
 def write_json_atomically(path: Path, data: Any) -> None:
     """Blocking: readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     with open(temporary, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=1, default=str)
         file.flush()

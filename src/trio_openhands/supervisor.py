@@ -122,6 +122,52 @@ class Supervisor:
             await conversation.send_message(message, run=request.initial_message.run)
         return conversation
 
+    async def create_with_agent(
+        self,
+        conversation_id: uuid.UUID | None,
+        agent: Any,
+        stored_request: dict[str, Any],
+        *,
+        title: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> tuple[Conversation, bool]:
+        """Start a conversation with an SDK agent the caller built (the /api dialect).
+
+        Idempotent on `conversation_id`: if that conversation exists, or is being created,
+        it is returned and nothing is created. Returns (conversation, created).
+        """
+        await self.sdk_loader.wait_ready()
+        self._refuse_during_shutdown()
+        conversation_id = conversation_id or uuid.uuid4()
+        while True:  # no await between the last check and claiming the id below
+            if (pending := self._loading.get(conversation_id)) is not None:
+                await pending.wait()
+            elif (closing := self.loaded.get(conversation_id)) is not None and closing.deleted:
+                await closing.closed.wait()  # its folder is about to be removed
+            else:
+                break
+        if conversation_id in self.records:
+            return await self.get(conversation_id), False
+        done = self._loading[conversation_id] = trio.Event()
+        try:
+            now = utc_now()
+            record = ConversationRecord(
+                id=conversation_id,
+                created_at=now,
+                updated_at=now,
+                request=stored_request,
+                title=title,
+                tags=tags or {},
+            )
+            conversation = await self._start(record, agent=agent, confirmation_mode=None)
+            self.records[record.id] = record
+            await self.save(conversation)
+        finally:
+            del self._loading[conversation_id]
+            done.set()
+        log.info("conversation %s: created (model %s)", conversation_id, agent.llm.model)
+        return conversation, True
+
     async def get(self, conversation_id: uuid.UUID) -> Conversation:
         """The loaded conversation, loading it from disk on first use; NotFound if unknown."""
         if conversation_id in self.loaded:
@@ -153,7 +199,10 @@ class Supervisor:
     ) -> Conversation:
         assert self._conversations_nursery is not None
         conversation = Conversation(
-            record, run_limiter=self.run_limiter, subscriber_buffer=self.settings.subscriber_buffer
+            record,
+            run_limiter=self.run_limiter,
+            subscriber_buffer=self.settings.subscriber_buffer,
+            save=self.save,
         )
         cipher = await self._cipher_for_storage()
         sdk = await trio.to_thread.run_sync(
@@ -206,6 +255,8 @@ class Supervisor:
     # -- operations ---------------------------------------------------------------------
 
     async def save(self, conversation: Conversation) -> None:
+        if conversation.deleted:  # its folder is gone, or about to be
+            return
         record = conversation.record
         record.status = conversation.status
         await storage.write_meta(self.settings.conversations_dir, record.id.hex, record.to_json())
