@@ -1,0 +1,172 @@
+"""The supervisor and its cancel scopes, driven directly and through the server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from tests.conftest import start_server, test_settings, wait_status
+from tests.test_conversations import events_of, start
+from trio_openhands.asyncio_host import CANCEL_GRACE_SECONDS, AsyncioHost
+from trio_openhands.models import StartConversationRequest
+from trio_openhands.sdk_loader import SdkLoader
+from trio_openhands.supervisor import Supervisor
+from trio_openhands.testing.fake_llm import FakeLLM, text
+
+
+async def test_asyncio_host_returns_results_and_errors() -> None:
+    host = AsyncioHost("test-host")
+    try:
+
+        async def answer() -> int:
+            await asyncio.sleep(0)
+            return 42
+
+        async def fail() -> None:
+            raise ValueError("from asyncio")
+
+        assert await host.run(answer) == 42
+        with pytest.raises(ValueError, match="from asyncio"):
+            await host.run(fail)
+    finally:
+        await host.aclose()
+    assert not any(t.name == "test-host" for t in threading.enumerate())
+
+
+async def test_trio_cancellation_cancels_the_asyncio_task_and_waits_for_its_cleanup() -> None:
+    host = AsyncioHost("test-host")
+    started = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    cleaned_up: list[str] = []
+
+    async def long_call() -> None:
+        token.run_sync_soon(started.set)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # clean-up that itself awaits, as the SDK's does
+            cleaned_up.append("done")
+            raise
+
+    try:
+        with trio.CancelScope() as run_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(host.run, long_call)
+                await started.wait()
+                run_scope.cancel()
+        assert run_scope.cancelled_caught
+        assert cleaned_up == ["done"], "the caller sees the task's clean-up completed"
+    finally:
+        await host.aclose()
+
+
+async def test_a_task_that_ignores_cancellation_is_abandoned_after_the_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    host = AsyncioHost("test-host")
+    started, release = trio.Event(), threading.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    async def stubborn() -> None:
+        token.run_sync_soon(started.set)
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue  # swallows every cancellation
+
+    try:
+        with trio.CancelScope() as run_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(host.run, stubborn)
+                await started.wait()
+                before = trio.current_time()
+                run_scope.cancel()
+        assert trio.current_time() - before == pytest.approx(CANCEL_GRACE_SECONDS)
+    finally:
+        release.set()
+        await host.aclose()
+
+
+async def test_runs_wait_for_a_slot_visibly(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    server = await start_server(nursery, test_settings(tmp_path, max_concurrent_runs=1))
+    try:
+        tag_a = fake_llm.script("slot-a", [text("a done", delay=30)])
+        tag_b = fake_llm.script("slot-b", [text("b done")])
+        first = await start(server, fake_llm, f"a {tag_a}")
+        await fake_llm.wait_for_request(script="slot-a", step=0)
+        second = await start(server, fake_llm, f"b {tag_b}")
+        waiting = (await server.client.get(f"/conversations/{second['id']}")).json()
+        assert waiting["waiting_for_run_slot"] is True
+        assert waiting["status"] == "idle"
+        stats = (await server.client.get("/server_info")).json()["statistics"]
+        assert stats["runs_active"] == 1
+        assert stats["runs_waiting_for_slot"] == 1
+        await server.client.post(f"/conversations/{first['id']}/pause")
+        await wait_status(server, second["id"], "finished")
+        assert not any(r.script == "slot-b" and r.aborted for r in fake_llm.requests)
+    finally:
+        await server.aclose()
+
+
+async def test_pause_while_waiting_for_a_slot(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    server = await start_server(nursery, test_settings(tmp_path, max_concurrent_runs=1))
+    try:
+        tag_a = fake_llm.script("hold", [text("a done", delay=30)])
+        first = await start(server, fake_llm, f"a {tag_a}")
+        await fake_llm.wait_for_request(script="hold", step=0)
+        queued = await start(server, fake_llm, "b")
+        paused = await server.client.post(f"/conversations/{queued['id']}/pause")
+        assert paused.json()["status"] == "paused"
+        assert any(e["kind"] == "PauseEvent" for e in await events_of(server, queued["id"]))
+        deleted = await server.client.delete(f"/conversations/{first['id']}")
+        assert deleted.status_code == 200
+        # The freed slot is not taken by the paused conversation.
+        info = (await server.client.get(f"/conversations/{queued['id']}")).json()
+        assert info["status"] == "paused"
+        assert info["waiting_for_run_slot"] is False
+    finally:
+        await server.aclose()
+
+
+async def test_supervisor_create_and_delete_without_a_server(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    settings = test_settings(tmp_path)
+    supervisor: Supervisor = await nursery.start(Supervisor(settings, SdkLoader()).run)
+    request = StartConversationRequest.model_validate(
+        {
+            "llm": {"model": "openai/fake", "base_url": fake_llm.base_url, "api_key": "k"},
+            "tools": [{"name": "terminal"}],
+        }
+    )
+    conversation = await supervisor.create(request)
+    folder = settings.conversations_dir / conversation.id.hex
+    assert (folder / "meta.json").is_file()
+    assert supervisor.statistics()["loaded"] == 1
+    # Two concurrent lookups of a loaded conversation get the same object.
+    found: list[object] = []
+    async with trio.open_nursery() as lookups:
+        for _ in range(2):
+            lookups.start_soon(lambda: _append_found(supervisor, conversation.id, found))
+    assert found == [conversation, conversation]
+    await supervisor.delete(conversation.id)
+    assert conversation.closed.is_set()
+    assert not folder.exists()
+    assert supervisor.statistics() == {**supervisor.statistics(), "conversations": 0, "loaded": 0}
+
+
+async def _append_found(
+    supervisor: Supervisor, conversation_id: object, found: list[object]
+) -> None:
+    found.append(await supervisor.get(conversation_id))  # type: ignore[arg-type]
+
