@@ -2,13 +2,16 @@
 
 The supervisor starts with the app's lifespan (so the Hypercorn CLI gets it too) inside a
 cancel scope of its own; `begin_shutdown()` pauses every run and closes every socket with
-1001, before Hypercorn stops serving.
+1001, before Hypercorn stops serving. Whoever serves the app must call it when told to stop:
+`server.serve` does from its shutdown trigger; under the Hypercorn CLI, whose lifespan
+shutdown only comes after serving has stopped, `shutdown_requested` tells the app (asgi.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import trio
 from quart_schema import QuartSchema
@@ -20,6 +23,9 @@ from trio_openhands.sdk_loader import SdkLoader
 from trio_openhands.security import install_security
 from trio_openhands.settings import Settings
 from trio_openhands.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,7 @@ class OpenHandsApp(QuartTrio):
     _supervisor: Supervisor | None = None
     _supervisor_scope: trio.CancelScope | None = None
     _supervisor_stopped: trio.Event | None = None
+    _shutdown_watch_scope: trio.CancelScope | None = None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -66,13 +73,31 @@ class OpenHandsApp(QuartTrio):
         if self._supervisor is not None:
             await self._supervisor.shutdown()
 
+    async def begin_shutdown_when(
+        self,
+        shutdown_requested: Callable[[], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """`begin_shutdown()` as soon as `shutdown_requested()` returns; cancelled by `_stop`."""
+        with trio.CancelScope() as self._shutdown_watch_scope:
+            task_status.started()
+            await shutdown_requested()
+            log.info("shutdown requested: pausing runs and closing sockets")
+            await self.begin_shutdown()
+
     async def stop_supervisor(self) -> None:
         if self._supervisor_scope is not None and self._supervisor_stopped is not None:
             self._supervisor_scope.cancel()
             await self._supervisor_stopped.wait()
 
 
-def create_app(settings: Settings | None = None) -> OpenHandsApp:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    shutdown_requested: Callable[[], Awaitable[None]] | None = None,
+) -> OpenHandsApp:
+    """Build the app; `shutdown_requested` returns when the server has been told to stop."""
     settings = settings or Settings.from_env()
     app = OpenHandsApp(__name__)
     app.settings = settings
@@ -102,10 +127,14 @@ def create_app(settings: Settings | None = None) -> OpenHandsApp:
     @app.before_serving
     async def _start() -> None:  # pyright: ignore[reportUnusedFunction]
         await app.start_supervisor()
+        if shutdown_requested is not None:
+            await app.nursery.start(app.begin_shutdown_when, shutdown_requested)
         log.info("serving; conversations in %s", settings.conversations_dir.resolve())
 
     @app.after_serving
     async def _stop() -> None:  # pyright: ignore[reportUnusedFunction]
+        if app._shutdown_watch_scope is not None:
+            app._shutdown_watch_scope.cancel()
         await app.begin_shutdown()
         await app.stop_supervisor()
 

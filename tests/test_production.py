@@ -1,0 +1,177 @@
+"""The production run: the Hypercorn CLI itself, with the shipped deploy/hypercorn.toml,
+serving `trio_openhands.asgi:create_app()`; SIGTERM during a held LLM call, then a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+from tests.conftest import llm_settings
+from trio_openhands import storage
+from trio_openhands.testing.fake_llm import FakeLLM, text
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "deploy" / "hypercorn.toml"
+HYPERCORN = Path(sys.executable).parent / "hypercorn"
+APP = "trio_openhands.asgi:create_app()"
+# Start-up imports the SDK in the worker (about 7 s here); bounded generously.
+START_TIMEOUT = 60
+
+
+@dataclass
+class Hypercorn:
+    process: trio.Process
+    url: str = ""
+    output: list[str] = field(default_factory=list[str])
+
+    def ws_url(self, path: str) -> str:
+        return self.url.replace("http://", "ws://") + path
+
+    def transcript(self) -> str:
+        return "\n".join(self.output)
+
+
+async def _read_lines(stream: trio.abc.ReceiveStream, lines: list[str], found: trio.Event) -> None:
+    """Collect the process's output (so the pipe never fills); `found` once it serves."""
+    buffer = b""
+    async for chunk in stream:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for raw in complete:
+            lines.append(raw.decode(errors="replace"))
+            if "Running on http://" in lines[-1]:
+                found.set()
+
+
+@asynccontextmanager
+async def hypercorn_cli(env: dict[str, str], cwd: Path) -> AsyncIterator[Hypercorn]:
+    """`hypercorn --config deploy/hypercorn.toml --bind 127.0.0.1:0 APP` until it exits."""
+    command = [str(HYPERCORN), "--config", str(CONFIG), "--bind", "127.0.0.1:0", APP]
+    process = await trio.lowlevel.open_process(
+        command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    server = Hypercorn(process)
+    assert process.stdout is not None
+    try:
+        async with trio.open_nursery() as nursery:
+            serving = trio.Event()
+            nursery.start_soon(_read_lines, process.stdout, server.output, serving)
+            with trio.move_on_after(START_TIMEOUT):
+                await serving.wait()
+            match = re.search(r"Running on (http://\S+)", server.transcript())
+            assert match, f"hypercorn did not start:\n{server.transcript()}"
+            server.url = match.group(1)
+            yield server
+            nursery.cancel_scope.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def server_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "conversations"),
+        "OPENHANDS_WORKSPACE_DIR": str(tmp_path / "project"),
+        "OH_SECRET_KEY": "production-test-secret",
+    }
+
+
+async def wait_for_close(socket: WebSocketConnection) -> int | None:
+    """Read (status frames may come first) until the socket closes; its close code."""
+    try:
+        while True:
+            await socket.get_message()
+    except ConnectionClosed as closed:
+        return closed.reason.code if closed.reason is not None else None
+
+
+async def events_of(client: httpx.AsyncClient, conversation_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"/conversations/{conversation_id}/events/search")
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+async def test_sigterm_pauses_persists_and_closes_sockets(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    env = server_env(tmp_path)
+    tag = fake_llm.script("held", [text("too late", delay=5)])
+    async with hypercorn_cli(env, tmp_path) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=START_TIMEOUT) as client:
+            body = {
+                "llm": llm_settings(fake_llm),
+                "initial_message": {
+                    "role": "user",
+                    "content": [{"type": "text", "text": f"hold on {tag}"}],
+                },
+            }
+            created = await client.post("/conversations", json=body)
+            assert created.status_code == 201, created.text
+            conversation_id = created.json()["id"]
+            with trio.fail_after(30):
+                request = await fake_llm.wait_for_request(script="held", step=0)
+            before = await events_of(client, conversation_id)
+        socket_url = server.ws_url(f"/conversations/{conversation_id}/events/socket")
+        async with open_websocket_url(socket_url) as socket:
+            signalled = trio.current_time()
+            server.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(5):
+                close_code = await wait_for_close(socket)
+        # A close frame (1001), not a cut connection (1006): the app closed it itself.
+        assert close_code == 1001, server.transcript()
+        # The run was paused mid-call: the LLM request was abandoned, not answered.
+        with trio.fail_after(5):
+            assert await request.wait_done() == "aborted"
+        # Exits by itself: the shipped graceful_timeout (2 s), then the worker's interpreter
+        # exit (about 1.5 s with the SDK loaded).
+        with trio.fail_after(10):
+            assert await server.process.wait() == 0, server.transcript()
+        stopped_after = trio.current_time() - signalled
+    assert stopped_after < 8, f"{stopped_after:.1f} s\n{server.transcript()}"
+
+    # Persisted as paused before the process ended (a crash would leave "running").
+    folder = storage.conversation_dir(tmp_path / "conversations", conversation_id.replace("-", ""))
+    assert json.loads((folder / storage.META_FILE).read_text())["status"] == "paused"
+    assert json.loads((folder / "base_state.json").read_text())["execution_status"] == "paused"
+
+    async with hypercorn_cli(env, tmp_path) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=START_TIMEOUT) as client:
+            info = await client.get(f"/conversations/{conversation_id}")
+            assert info.status_code == 200, info.text
+            assert info.json()["status"] == "paused"
+            after = await events_of(client, conversation_id)
+        server.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            assert await server.process.wait() == 0, server.transcript()
+    # Every event from before the shutdown, unchanged and in order, then the pause.
+    assert after[: len(before)] == before
+    added = {event["kind"] for event in after[len(before) :]}
+    assert added & {"InterruptEvent", "PauseEvent"}, added
+    texts = [
+        part["text"]
+        for event in after
+        if event["kind"] == "MessageEvent"
+        for part in event["llm_message"]["content"]
+    ]
+    assert texts == [f"hold on {tag}"]  # no reply was recorded: "too late" never arrived
