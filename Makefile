@@ -25,9 +25,13 @@ HOST        ?= 127.0.0.1
 PORT        ?= 8000
 ARGS        ?=
 PYTEST_ARGS ?=
+# The standalone-executable test (tests/test_binary.py) needs a PyInstaller build of minutes:
+# `make test` skips it; `make test SKIP_BINARY=0` runs it too (building dist/ if missing);
+# `make check-binary` builds and runs only it.
+SKIP_BINARY ?= 1
 
 .PHONY: help install install-dev install-pre-commit-hooks test lint format run demo bench \
-        clean distclean check-python check-lock print-uv
+        binary check-binary clean distclean check-python check-lock print-uv
 
 help: ## List targets (this message)
 	@echo "Usage: make <target> [PYTEST_ARGS=...] [ARGS=...] [HOST=...] [PORT=...]"
@@ -70,8 +74,8 @@ install-pre-commit-hooks: install-dev ## Install the git pre-commit hook (ruff +
 # --- everyday tasks --------------------------------------------------------------------
 # `uv run` syncs inexactly: it installs whatever is missing and removes nothing.
 
-test: check-python ## Run the tests (PYTEST_ARGS="-x -k name" to pass options)
-	@rc=0; $(UV) run --frozen pytest $(PYTEST_ARGS) || rc=$$?; \
+test: check-python ## Run the tests but the binary's (PYTEST_ARGS="-x -k name" to pass options)
+	@rc=0; SKIP_BINARY=$(SKIP_BINARY) $(UV) run --frozen pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): treated as a failure" >&2; fi; \
 	exit $$rc
 
@@ -94,6 +98,14 @@ bench: check-python ## Run every bench/*.py
 	@shopt -s nullglob; files=(bench/*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "no bench/*.py found"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo ">> $$f"; $(UV) run --frozen python "$$f"; done
+
+# --- the standalone executable --------------------------------------------------------
+
+binary: check-python ## Build dist/openhands-server with PyInstaller (installs it first)
+	./build.sh --install-pyinstaller
+
+check-binary: binary ## Build dist/openhands-server, then test it (tests/test_binary.py)
+	SKIP_BINARY=0 $(UV) run --frozen pytest -m binary $(PYTEST_ARGS)
 
 # --- cleanup ---------------------------------------------------------------------------
 

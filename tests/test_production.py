@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import subprocess
 import sys
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +16,14 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from tests.conftest import llm_settings
+from tests.server_process import server_process
 from trio_openhands import storage
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
+
+    from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -32,60 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "deploy" / "hypercorn.toml"
 HYPERCORN = Path(sys.executable).parent / "hypercorn"
 APP = "trio_openhands.asgi:create_app()"
-# Start-up imports the SDK in the worker (about 7 s here); bounded generously.
+# Listening takes about 2 s; the first request needing the SDK waits for its import (7 s).
 START_TIMEOUT = 60
 
 
-@dataclass
-class Hypercorn:
-    process: trio.Process
-    url: str = ""
-    output: list[str] = field(default_factory=list[str])
-
-    def ws_url(self, path: str) -> str:
-        return self.url.replace("http://", "ws://") + path
-
-    def transcript(self) -> str:
-        return "\n".join(self.output)
-
-
-async def _read_lines(stream: trio.abc.ReceiveStream, lines: list[str], found: trio.Event) -> None:
-    """Collect the process's output (so the pipe never fills); `found` once it serves."""
-    buffer = b""
-    async for chunk in stream:
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        for raw in complete:
-            lines.append(raw.decode(errors="replace"))
-            if "Running on http://" in lines[-1]:
-                found.set()
-
-
-@asynccontextmanager
-async def hypercorn_cli(env: dict[str, str], cwd: Path) -> AsyncIterator[Hypercorn]:
-    """`hypercorn --config deploy/hypercorn.toml --bind 127.0.0.1:0 APP` until it exits."""
+def hypercorn_cli(env: dict[str, str], cwd: Path) -> AbstractAsyncContextManager[ServerProcess]:
+    """`hypercorn --config deploy/hypercorn.toml --bind 127.0.0.1:0 APP`, until the block ends."""
     command = [str(HYPERCORN), "--config", str(CONFIG), "--bind", "127.0.0.1:0", APP]
-    process = await trio.lowlevel.open_process(
-        command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    server = Hypercorn(process)
-    assert process.stdout is not None
-    try:
-        async with trio.open_nursery() as nursery:
-            serving = trio.Event()
-            nursery.start_soon(_read_lines, process.stdout, server.output, serving)
-            with trio.move_on_after(START_TIMEOUT):
-                await serving.wait()
-            match = re.search(r"Running on (http://\S+)", server.transcript())
-            assert match, f"hypercorn did not start:\n{server.transcript()}"
-            server.url = match.group(1)
-            yield server
-            nursery.cancel_scope.cancel()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    return server_process(command, env=env, cwd=cwd, start_timeout=START_TIMEOUT)
 
 
 def server_env(tmp_path: Path) -> dict[str, str]:

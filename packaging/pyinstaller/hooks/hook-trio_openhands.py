@@ -1,0 +1,9 @@
+"""trio_openhands: what sdk_loader imports by name (the analysis cannot see it), and the
+package version, which /server_info reads from the metadata."""
+
+from PyInstaller.utils.hooks import copy_metadata
+
+from trio_openhands.sdk_loader import TOOL_MODULES
+
+hiddenimports = ["openhands.sdk", *TOOL_MODULES.values()]
+datas = copy_metadata("trio-openhands")
