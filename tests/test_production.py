@@ -128,3 +128,17 @@ async def test_sigterm_pauses_persists_and_closes_sockets(
         for part in event["llm_message"]["content"]
     ]
     assert texts == [f"hold on {tag}"]  # no reply was recorded: "too late" never arrived
+
+
+async def test_several_workers_are_refused(tmp_path: Path) -> None:
+    command = [str(HYPERCORN), "--config", str(CONFIG), "--bind", "127.0.0.1:0", "--workers", "2"]
+    with trio.fail_after(START_TIMEOUT):
+        result = await trio.run_process(
+            [*command, APP], env=server_env(tmp_path), cwd=tmp_path, check=False,
+            capture_stdout=True, capture_stderr=True,
+        )  # fmt: skip
+    output = (result.stdout + result.stderr).decode()
+    # The workers refuse to build the app (the first to fail gets the others terminated), so
+    # nothing serves. Hypercorn 0.18's parent then exits with 0 all the same: no status check.
+    assert "one worker process must own a conversations directory" in output, output
+    assert "Running on" not in output
