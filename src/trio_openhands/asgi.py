@@ -11,8 +11,9 @@ worker then stops accepting, gives open connections `graceful_timeout` to end on
 cancels them (a WebSocket sees 1006, no close frame) and only then runs the lifespan shutdown,
 where runs would be paused. The event is handed to the worker as a keyword argument of its
 `multiprocessing.Process` (hypercorn/run.py); polling it too, the app pauses and persists the
-runs and closes the sockets with 1001 at once, while Hypercorn still serves, so the connections
-end by themselves and the worker exits without waiting for `graceful_timeout`.
+runs and closes the sockets with 1001 at once, while Hypercorn still serves. (The worker still
+waits out `graceful_timeout` once a WebSocket was open: Hypercorn 0.18's ping task outlives its
+socket. See deploy/hypercorn.toml.)
 """
 
 from __future__ import annotations
