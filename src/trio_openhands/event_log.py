@@ -7,7 +7,13 @@ It is serialized once, when it arrives; REST pages and socket frames reuse that 
 Subscribing is synchronous: the subscriber's history ends at the log's length at that
 instant and everything appended later goes to its channel, so replay + live has neither
 gap nor duplicate. Each subscriber's channel is bounded; publishing never waits: a
-subscriber whose buffer is full is closed with 1013 and may resume with `after_event_id`.
+subscriber whose buffer is full is closed with 1013 (its queued frames are dropped at once,
+so a stalled subscriber costs at most `subscriber_buffer` frames) and may resume with
+`after_event_id`.
+
+A subscriber's reader (the socket's writer task) goes through `history()` then `live`. If
+the subscription is closed while the history is still being sent, the reader must stop
+there: live frames after an incomplete history would leave a gap.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import AsyncIterator, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +70,46 @@ class Subscription:
         self.close_code: int | None = None
         self.close_reason = ""
 
-    def history(self) -> Sequence[LoggedEvent]:
-        return self._log.events[self.history_start : self.history_end]
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
 
-    def close(self, code: int, reason: str) -> None:
-        """End the live stream; the socket handler then closes with `code`."""
+    def history(self) -> Iterator[LoggedEvent]:
+        """The events before the subscription, oldest first (read by index: no copy)."""
+        events = self._log.events
+        for seq in range(self.history_start, self.history_end):
+            yield events[seq]
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """The history, then live frames, in sequence order, until the subscription closes.
+
+        Closed before the history is through (deleted, shutting down, too slow), it stops
+        there: live frames after a partial history would leave a gap. Closed later, the
+        frames already queued are delivered first (none if it was closed for being slow).
+        """
+        for event in self.history():
+            if self.closed:
+                return
+            yield event
+        async for frame in self.live:
+            yield frame
+
+    def close(self, code: int, reason: str, *, drop_queued: bool = False) -> None:
+        """End the live stream; the socket handler then closes with `code`.
+
+        Frames already queued are still delivered (so a client told "deleted" or "shutting
+        down" sees the last events first) unless `drop_queued`: a subscriber too slow to
+        keep up resumes from `after_event_id` anyway, so its backlog is freed at once.
+        """
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
         self.send_channel.close()
+        if drop_queued:
+            while True:
+                try:
+                    self.live.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
         self._log.unsubscribe(self)
 
     def __enter__(self) -> Subscription:
@@ -79,6 +117,7 @@ class Subscription:
 
     def __exit__(self, *exc_info: object) -> None:
         self.send_channel.close()
+        self.live.close()
         self._log.unsubscribe(self)
 
 
@@ -91,7 +130,6 @@ class EventLog:
         self._subscribers: set[Subscription] = set()
         self._subscriber_buffer = subscriber_buffer
         self._closed: tuple[int, str] | None = None
-        self.appended = trio.Event()  # replaced on every append: `wait_for_more` uses it
 
     def __len__(self) -> int:
         return len(self.events)
@@ -115,8 +153,6 @@ class EventLog:
         self.events.append(logged)
         self._by_id[logged.id] = logged.seq
         self._offer(logged)
-        self.appended.set()
-        self.appended = trio.Event()
         return logged
 
     def publish(self, frame: Transient) -> None:
@@ -131,7 +167,9 @@ class EventLog:
                     "closing a subscriber that fell %d frames behind", self._subscriber_buffer
                 )
                 subscription.close(
-                    CLOSE_TRY_AGAIN_LATER, "subscriber too slow; resume with after_event_id"
+                    CLOSE_TRY_AGAIN_LATER,
+                    "subscriber too slow; resume with after_event_id",
+                    drop_queued=True,
                 )
             except trio.BrokenResourceError:
                 self.unsubscribe(subscription)

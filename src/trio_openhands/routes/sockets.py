@@ -3,11 +3,14 @@
 Query: `resend_all=true` replays the whole log first; `after_event_id=ID` replays what
 came after that event; otherwise only new events are sent. Each frame is one event's JSON.
 The client may send messages (`{"role": "user", "content": [...]}`), handled like
-`POST .../events` with run=true; an invalid frame gets `{"type": "error", ...}` back.
+`POST .../events` with run=true; an invalid frame gets
+`{"type": "error", "code": 422, "detail": ...}` back and the socket stays open.
 
 Rejected before accept: a bad key (403), an unknown conversation (404), an unknown
 `after_event_id` (400). Close codes: 1001 server shutdown, 1013 the subscriber fell more
 than `subscriber_buffer` frames behind (reconnect with `after_event_id`), 4004 deleted.
+A client that stops reading altogether still gets its 1013 close frame, but only once it
+reads again (the frames in flight come first); meanwhile it holds no queued frames.
 """
 
 from __future__ import annotations
@@ -76,13 +79,12 @@ async def event_socket(raw_id: str) -> None:
 
 async def _write_events(subscription: Subscription) -> None:
     """History first, then live frames, until the log closes this subscription."""
-    for event in subscription.history():
-        await websocket.send(event.json)
-    async for frame in subscription.live:
+    async for frame in subscription.frames():
         await websocket.send(frame.json)
 
 
 async def _read_messages(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
+    """Each inbound frame is a message, handled like `POST .../events` with run=true."""
     try:
         while True:
             raw = await websocket.receive()
@@ -90,8 +92,18 @@ async def _read_messages(conversation: Conversation, socket_scope: trio.CancelSc
                 request = SendMessageRequest.model_validate(json.loads(raw))
             except (ValueError, ValidationError) as error:
                 detail = errors_from(error) if isinstance(error, ValidationError) else str(error)
-                await websocket.send(json.dumps({"type": "error", "code": 422, "detail": detail}))
+                await _send_error(422, detail)
                 continue
-            await conversation.send_message(sdk_bridge.to_message(request.content), run=True)
+            try:
+                await conversation.send_message(sdk_bridge.to_message(request.content), run=True)
+            except ApiError as error:
+                await _send_error(error.status, error.detail)
+            except Exception:
+                log.exception("conversation %s: a socket message failed", conversation.id)
+                await _send_error(500, "Internal Server Error")
     finally:
         socket_scope.cancel()  # the client went away: stop writing too
+
+
+async def _send_error(code: int, detail: object) -> None:
+    await websocket.send(json.dumps({"type": "error", "code": code, "detail": detail}))
