@@ -18,7 +18,15 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from trio_openhands.errors import install_error_handlers
-from trio_openhands.routes import conversations, events, server, sockets
+from trio_openhands.routes import (
+    api_conversations,
+    api_events,
+    api_sockets,
+    conversations,
+    events,
+    server,
+    sockets,
+)
 from trio_openhands.sdk_loader import SdkLoader
 from trio_openhands.security import install_security
 from trio_openhands.settings import Settings
@@ -121,7 +129,8 @@ def create_app(
     )
     install_error_handlers(app)
     install_security(app, settings.session_api_keys, settings.cors_origins)
-    for module in (server, conversations, events, sockets):
+    api_modules = (api_conversations, api_events, api_sockets)
+    for module in (server, conversations, events, sockets, *api_modules):
         app.register_blueprint(module.blueprint)
 
     @app.before_serving

@@ -1,0 +1,168 @@
+"""Request and query models of the `/api` dialect (the reference server's newer API).
+
+The dialect's bodies carry SDK objects (an `agent`, a confirmation `policy`, `secrets`...):
+they are plain dicts here, because the SDK loads in the background; `api_bridge` turns them
+into SDK objects once it is there, and its errors are 422s that name the field.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from trio_openhands.models import ContentPart
+
+ApiExecutionStatus = Literal[
+    "idle",
+    "running",
+    "paused",
+    "waiting_for_confirmation",
+    "finished",
+    "error",
+    "stuck",
+    "deleting",
+]
+TAG_KEY = re.compile(r"[a-z0-9]+")
+TAG_VALUE_MAX_LENGTH = 256
+
+
+def check_tags(tags: dict[str, str] | None) -> dict[str, str] | None:
+    """The SDK's rule for tags: lowercase alphanumeric keys, values up to 256 characters."""
+    for key, value in (tags or {}).items():
+        if not TAG_KEY.fullmatch(key):
+            raise ValueError(f"Tag key {key!r} is invalid: keys must be lowercase alphanumeric")
+        if len(value) > TAG_VALUE_MAX_LENGTH:
+            raise ValueError(f"Tag value for {key!r} exceeds {TAG_VALUE_MAX_LENGTH} characters")
+    return tags
+
+
+class ApiSendMessageRequest(BaseModel):
+    """`POST .../events`: a user message; unlike the seed, `run` defaults to false."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["user"] = "user"
+    content: list[ContentPart] = Field(min_length=1)
+    run: bool = False
+    sender: str | None = None
+
+
+class ApiWorkspace(BaseModel):
+    """The client sends its `LocalWorkspace` (`{"working_dir", "kind"}`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    working_dir: str = Field(min_length=1)
+    kind: str = "LocalWorkspace"
+
+
+class ApiStartConversationRequest(BaseModel):
+    """`POST /api/conversations`. Fields the server has no use for (observability,
+    `agent_definitions`, `user_id`, ...) are accepted and ignored, as the reference does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent: dict[str, Any] | None = None
+    agent_settings: dict[str, Any] | None = None
+    agent_profile_id: uuid.UUID | None = None
+    workspace: ApiWorkspace
+    conversation_id: uuid.UUID | None = None
+    confirmation_policy: dict[str, Any] | None = None
+    security_analyzer: dict[str, Any] | None = None
+    initial_message: ApiSendMessageRequest | None = None
+    max_iterations: int = Field(default=500, ge=1)
+    stuck_detection: bool = True
+    secrets: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    tool_module_qualnames: dict[str, str] = Field(default_factory=dict)
+    client_tools: list[dict[str, Any]] = Field(default_factory=list)
+    plugins: list[dict[str, Any]] | None = None
+    hook_config: dict[str, Any] | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    title: str | None = Field(default=None, max_length=200)
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        return check_tags(tags) or {}
+
+
+class ApiUpdateConversationRequest(BaseModel):
+    """`PATCH /api/conversations/{id}`: a title (1-200 characters, stored stripped) and/or
+    tags (replacing the old ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    tags: dict[str, str] | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _not_blank(cls, title: str | None) -> str | None:
+        if title is not None and not title.strip():
+            raise ValueError("title must not be blank")
+        return title.strip() if title is not None else None
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, tags: dict[str, str] | None) -> dict[str, str] | None:
+        return check_tags(tags)
+
+
+class ConfirmationPolicyRequest(BaseModel):
+    """`{"policy": {"kind": "AlwaysConfirm" | "NeverConfirm" | "ConfirmRisky", ...}}`."""
+
+    policy: dict[str, Any]
+
+
+class SecurityAnalyzerRequest(BaseModel):
+    security_analyzer: dict[str, Any] | None = None
+
+
+class UpdateSecretsRequest(BaseModel):
+    """Each secret is a plain value, `{"value": ...}`, or an SDK `SecretSource` with a
+    `kind` (`StaticSecret`, `LookupSecret`)."""
+
+    secrets: dict[str, str | dict[str, Any]]
+
+
+class ApiConfirmationResponse(BaseModel):
+    accept: bool
+    reason: str = "User rejected the action."
+
+
+class ApiConversationSearchQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page_id: str | None = None
+    limit: int = Field(default=100, gt=0, le=100)
+    status: ApiExecutionStatus | None = None
+    sort_order: Literal["CREATED_AT", "UPDATED_AT", "CREATED_AT_DESC", "UPDATED_AT_DESC"] = (
+        "CREATED_AT_DESC"
+    )
+    include_skills: bool = False
+
+
+class ApiCountQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: ApiExecutionStatus | None = None
+
+
+class ApiBatchQuery(BaseModel):
+    ids: list[str] = Field(min_length=1, max_length=100)
+    include_skills: bool = False
+
+
+class ApiInfoQuery(BaseModel):
+    include_skills: bool = False
+
+
+class Success(BaseModel):
+    """What the reference answers to an operation: `{"success": true}` (ours adds the
+    conversation's `execution_status` after the operation, where there is one)."""
+
+    success: bool = True
+    execution_status: ApiExecutionStatus | None = None
