@@ -1,0 +1,391 @@
+"""The official SDK client (`openhands.sdk.Conversation` with a remote `Workspace`, i.e.
+`RemoteConversation`) driving the live server through the `/api` dialect, with and without
+a session key, against the scripted LLM. Only the client's public API is used.
+
+The client's blocking calls run in worker threads. Its `close()` stops its socket thread,
+which only looks at its stop flag when a frame arrives: `SdkSession.close` sends the
+conversation a frame (a PATCH, which the server pushes to sockets) until `close()` has
+returned, instead of waiting out the client's 5 s join timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import trio
+from openhands.sdk import LLM, Agent, Conversation, Tool, Workspace
+from openhands.sdk.conversation.impl.remote_conversation import RemoteConversation
+from openhands.sdk.conversation.state import ConversationExecutionStatus
+from openhands.sdk.event import (
+    ActionEvent,
+    ConversationStateUpdateEvent,
+    InterruptEvent,
+    MessageEvent,
+    ObservationEvent,
+    UserRejectObservation,
+)
+from openhands.sdk.security.confirmation_policy import AlwaysConfirm
+from pydantic import SecretStr
+
+from tests.conftest import LiveServer, start_server, test_settings
+from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+    from pathlib import Path
+
+    from openhands.sdk.event import Event
+
+KEY = "sdk-session-key"
+CALL_TIMEOUT = 30  # seconds; the client's own timeouts are up to an hour
+FULL_STATE = "full_state"
+Status = ConversationExecutionStatus
+
+
+class Frames:
+    """What a client's callbacks received, in order; `wait_for` waits on the Trio side."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+        self._changed = trio.Event()
+
+    def __call__(self, event: Event) -> None:  # on the client's socket thread
+        with self._lock:
+            self._events.append(event)
+        with contextlib.suppress(trio.RunFinishedError):  # the test is over
+            self._token.run_sync_soon(self._notify)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    @property
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events)
+
+    async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> None:
+        with trio.fail_after(20):
+            while True:
+                changed = self._changed
+                if predicate(self.events):
+                    return
+                await changed.wait()
+
+
+@dataclass
+class Client:
+    conversation: RemoteConversation
+    workspace: Any
+    frames: Frames
+
+    @property
+    def id(self) -> str:
+        return str(self.conversation.id)
+
+
+@dataclass
+class SdkSession:
+    server: LiveServer
+    fake_llm: FakeLLM
+    api_key: str | None
+    clients: list[Client] = field(default_factory=list)
+
+    @property
+    def workspace_dir(self) -> Path:
+        return self.server.settings.workspace_dir
+
+    def agent(self, *tools: str) -> Agent:
+        llm = LLM(
+            model="openai/fake",
+            base_url=self.fake_llm.base_url,
+            api_key=SecretStr("test-key"),
+            usage_id="agent",
+            num_retries=0,
+            input_cost_per_token=0,
+            output_cost_per_token=0,
+        )
+        return Agent(llm=llm, tools=[Tool(name=name) for name in tools])
+
+    def workspace(self) -> Any:
+        return Workspace(
+            host=self.server.url, api_key=self.api_key, working_dir=str(self.workspace_dir)
+        )
+
+    async def open(
+        self, *tools: str, conversation_id: Any = None, delete_on_close: bool = False
+    ) -> Client:
+        """A new conversation, or an attached one when `conversation_id` is given."""
+        frames = Frames(trio.lowlevel.current_trio_token())
+        workspace = self.workspace()
+        conversation = await call(
+            Conversation,
+            agent=self.agent(*tools),
+            workspace=workspace,
+            conversation_id=conversation_id,
+            callbacks=[frames],
+            visualizer=None,
+            delete_on_close=delete_on_close,
+        )
+        assert isinstance(conversation, RemoteConversation)
+        client = Client(conversation, workspace, frames)
+        self.clients.append(client)
+        return client
+
+    async def close(self, client: Client) -> None:
+        """`client.conversation.close()`, waking its socket thread with frames until done."""
+        if client not in self.clients:
+            return
+        self.clients.remove(client)
+        closed = trio.Event()
+
+        async def close_in_thread() -> None:
+            await call(client.conversation.close)
+            closed.set()
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(close_in_thread)
+                nudge = 0
+                while not closed.is_set():
+                    seen = len(client.frames.events)
+                    nudge += 1
+                    # A 404 is fine: the conversation may be deleted by now.
+                    await self.server.client.patch(
+                        f"/api/conversations/{client.id}", json={"tags": {"closing": str(nudge)}}
+                    )
+                    # Either close() is done, or the frame reached the callbacks: the socket
+                    # thread was not stopped yet, so it needs another.
+                    await first_of(
+                        closed.wait,
+                        partial(client.frames.wait_for, partial(_longer_than, seen)),
+                    )
+        await call(client.workspace.reset_client)
+
+    async def aclose(self) -> None:
+        for client in list(self.clients):
+            await self.close(client)
+
+
+def _longer_than(length: int, events: list[Event]) -> bool:
+    return len(events) > length
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A blocking client call, in a worker thread; a call that hangs fails the test (its
+    thread is abandoned) rather than the suite."""
+    with trio.fail_after(CALL_TIMEOUT):
+        return await trio.to_thread.run_sync(partial(fn, *args, **kwargs), abandon_on_cancel=True)
+
+
+async def first_of(*waits: Callable[[], Any]) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def run_then_cancel(wait: Callable[[], Any]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(run_then_cancel, wait)
+
+
+@pytest.fixture(params=[None, KEY], ids=["open", "session-key"])
+async def sdk(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> AsyncIterator[SdkSession]:
+    api_key: str | None = request.param
+    keys = () if api_key is None else (api_key,)
+    server = await start_server(nursery, test_settings(tmp_path, session_api_keys=keys))
+    if api_key is not None:
+        server.client.headers["X-Session-API-Key"] = api_key
+    session = SdkSession(server, fake_llm, api_key)
+    try:
+        yield session
+    finally:
+        with trio.CancelScope(shield=True):
+            await session.aclose()
+            await server.aclose()
+
+
+def persisted(events: Sequence[Event]) -> list[Event]:
+    """The events of the conversation's log (state updates are socket-only frames)."""
+    return [e for e in events if not isinstance(e, ConversationStateUpdateEvent)]
+
+
+def agent_texts(events: Sequence[Event]) -> list[str]:
+    return [
+        "".join(getattr(part, "text", "") for part in e.llm_message.content)
+        for e in events
+        if isinstance(e, MessageEvent) and e.source == "agent"
+    ]
+
+
+async def rest_status(sdk: SdkSession, client: Client) -> str:
+    response = await sdk.server.client.get(f"/api/conversations/{client.id}")
+    assert response.status_code == 200, response.text
+    return response.json()["execution_status"]
+
+
+async def test_message_answered_with_text(sdk: SdkSession) -> None:
+    tag = sdk.fake_llm.script("hello", [text("Hello from the server")])
+    client = await sdk.open()
+    conversation = client.conversation
+    await call(conversation.send_message, f"say hello {tag}")
+    await call(conversation.run)
+    assert conversation.state.execution_status == Status.FINISHED
+    assert await rest_status(sdk, client) == "finished"
+    assert agent_texts(conversation.state.events) == ["Hello from the server"]
+    # The run's events all reached the callbacks before the run's end snapshot.
+    received = client.frames.events
+    last_snapshot = max(
+        i
+        for i, e in enumerate(received)
+        if isinstance(e, ConversationStateUpdateEvent) and e.key == FULL_STATE
+    )
+    assert agent_texts(received[:last_snapshot]) == ["Hello from the server"]
+
+
+async def test_terminal_tool_runs_on_the_server(sdk: SdkSession) -> None:
+    command = "echo sdk-was-here > proof.txt && cat proof.txt"
+    tag = sdk.fake_llm.script(
+        "terminal", [tool_call("terminal", {"command": command}), finish("wrote it")]
+    )
+    client = await sdk.open("terminal")
+    await call(client.conversation.send_message, f"write the proof {tag}")
+    await call(client.conversation.run)
+    events = client.conversation.state.events
+    observations = [e for e in events if isinstance(e, ObservationEvent)]
+    assert [o.tool_name for o in observations] == ["terminal", "finish"]
+    assert "sdk-was-here" in observations[0].observation.model_dump_json()
+    assert (sdk.workspace_dir / "proof.txt").read_text().strip() == "sdk-was-here"
+    assert client.conversation.state.execution_status == Status.FINISHED
+
+
+async def test_always_confirm_waits_then_approve_and_reject(sdk: SdkSession) -> None:
+    approve = sdk.fake_llm.script(
+        "approve", [tool_call("terminal", {"command": "touch approved.txt"}), finish("ok")]
+    )
+    reject = sdk.fake_llm.script(
+        "reject", [tool_call("terminal", {"command": "touch rejected.txt"}), text("understood")]
+    )
+    client = await sdk.open("terminal")
+    conversation = client.conversation
+    await call(conversation.set_confirmation_policy, AlwaysConfirm())
+    assert isinstance(conversation.state.confirmation_policy, AlwaysConfirm)
+
+    await call(conversation.send_message, f"make a file {approve}")
+    await call(conversation.run)
+    assert conversation.state.execution_status == Status.WAITING_FOR_CONFIRMATION
+    assert any(isinstance(e, ActionEvent) for e in conversation.state.events)
+    assert not any(isinstance(e, ObservationEvent) for e in conversation.state.events)
+    assert not (sdk.workspace_dir / "approved.txt").exists()
+
+    await call(conversation.run)  # approves the pending action
+    assert conversation.state.execution_status == Status.FINISHED
+    assert (sdk.workspace_dir / "approved.txt").exists()
+    assert any(isinstance(e, ObservationEvent) for e in conversation.state.events)
+
+    await call(conversation.send_message, f"another file {reject}")
+    await call(conversation.run)
+    assert conversation.state.execution_status == Status.WAITING_FOR_CONFIRMATION
+    await call(conversation.reject_pending_actions, "not this one")
+    assert await rest_status(sdk, client) == "idle"
+    await call(conversation.run)
+    assert conversation.state.execution_status == Status.FINISHED
+    rejections = [e for e in conversation.state.events if isinstance(e, UserRejectObservation)]
+    assert [r.rejection_reason for r in rejections] == ["not this one"]
+    assert not (sdk.workspace_dir / "rejected.txt").exists()
+    assert agent_texts(conversation.state.events)[-1] == "understood"
+
+
+async def test_pause_and_interrupt_abort_a_held_llm_call(sdk: SdkSession) -> None:
+    tag = sdk.fake_llm.script("held", [text("too late", delay=3)])
+    client = await sdk.open()
+    conversation = client.conversation
+    await call(conversation.send_message, f"take your time {tag}")
+    previous = -1
+    for stop in (conversation.pause, conversation.interrupt):
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call, conversation.run)  # returns once the run has stopped
+                request = await sdk.fake_llm.wait_for_request(
+                    predicate=lambda r, after=previous: r.script == "held" and r.index > after
+                )
+                await call(stop)
+            assert await request.wait_done() == "aborted"  # the held call was cut, not awaited
+        previous = request.index
+        assert conversation.state.execution_status == Status.PAUSED
+        assert await rest_status(sdk, client) == "paused"
+    assert agent_texts(conversation.state.events) == []
+    assert sum(isinstance(e, InterruptEvent) for e in conversation.state.events) == 2
+
+    sdk.fake_llm.script("held", [text("done now")])
+    await call(conversation.run)
+    assert conversation.state.execution_status == Status.FINISHED
+    assert agent_texts(conversation.state.events) == ["done now"]
+
+
+async def test_second_client_sees_the_same_events_in_the_same_order(sdk: SdkSession) -> None:
+    first = sdk.fake_llm.script("first", [text("first answer")])
+    second = sdk.fake_llm.script(
+        "second", [tool_call("terminal", {"command": "echo shared"}), finish("second answer")]
+    )
+    a = await sdk.open("terminal")
+    await call(a.conversation.send_message, f"one {first}")
+    await call(a.conversation.run)
+
+    b = await sdk.open("terminal", conversation_id=a.conversation.id)
+    ids = [e.id for e in persisted(a.conversation.state.events)]
+    assert [e.id for e in persisted(b.conversation.state.events)] == ids
+
+    a_seen, b_seen = len(a.frames.events), len(b.frames.events)
+    await call(a.conversation.send_message, f"two {second}")
+    await call(a.conversation.run)
+
+    def run_ended(events: list[Event]) -> bool:  # the snapshot after the run, not on connect
+        snapshots = [
+            e for e in events if isinstance(e, ConversationStateUpdateEvent) and e.key == FULL_STATE
+        ]
+        return len(snapshots) >= 2 and snapshots[-1].value["execution_status"] == "finished"
+
+    await b.frames.wait_for(run_ended)
+    live_a = [e.id for e in persisted(a.frames.events[a_seen:])]
+    live_b = [e.id for e in persisted(b.frames.events[b_seen:])]
+    assert len(live_a) >= 4  # message, action, observation, finish
+    assert live_b == live_a
+    await call(b.conversation.state.events.reconcile)
+    server_ids = [e.id for e in persisted(a.conversation.state.events)]
+    assert [e.id for e in persisted(b.conversation.state.events)] == server_ids
+    assert server_ids[: len(ids)] == ids
+    assert agent_texts(b.conversation.state.events) == ["first answer"]
+
+
+async def test_close_with_delete_then_attach_is_404(sdk: SdkSession) -> None:
+    tag = sdk.fake_llm.script("bye", [text("goodbye")])
+    a = await sdk.open(delete_on_close=True)
+    await call(a.conversation.send_message, f"bye {tag}")
+    await call(a.conversation.run)
+    watcher = await sdk.open(conversation_id=a.conversation.id)
+    folder = sdk.server.settings.conversations_dir / a.conversation.id.hex
+    assert folder.exists()
+
+    await sdk.close(a)
+    assert (await sdk.server.client.get(f"/api/conversations/{a.id}")).status_code == 404
+    assert not folder.exists()
+    with pytest.raises(httpx.HTTPStatusError) as attach:
+        await call(RemoteConversation.attach, sdk.workspace(), a.conversation.id, visualizer=None)
+    assert attach.value.response.status_code == 404
+    # The other client's socket was closed with 4004, so its thread stopped on its own
+    # and its close() needs no frame (else it would wait out its 5 s join timeout).
+    sdk.clients.remove(watcher)
+    with trio.fail_after(3):
+        await call(watcher.conversation.close)
+    await call(watcher.workspace.reset_client)
