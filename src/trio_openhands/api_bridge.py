@@ -11,7 +11,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from trio_openhands.errors import ValidationFailed
 from trio_openhands.sdk_bridge import DEFAULT_TOOL_PARAMS
@@ -143,8 +143,9 @@ def build_secrets(raw: Mapping[str, str | dict[str, Any]], loc: Loc) -> dict[str
     return secrets
 
 
-def confirmation_policy_json(policy: ConfirmationPolicyBase) -> dict[str, Any]:
-    return policy.model_dump(mode="json")
+def redacted_json(model: BaseModel | None) -> dict[str, Any] | None:
+    """An SDK object as the record keeps it: the SDK's serializers redact its secrets."""
+    return None if model is None else model.model_dump(mode="json")
 
 
 def final_response(event_jsons: list[tuple[str, str, str]]) -> str:

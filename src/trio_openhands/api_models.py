@@ -158,11 +158,3 @@ class ApiBatchQuery(BaseModel):
 
 class ApiInfoQuery(BaseModel):
     include_skills: bool = False
-
-
-class Success(BaseModel):
-    """What the reference answers to an operation: `{"success": true}` (ours adds the
-    conversation's `execution_status` after the operation, where there is one)."""
-
-    success: bool = True
-    execution_status: ApiExecutionStatus | None = None

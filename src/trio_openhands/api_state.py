@@ -12,7 +12,6 @@ conversations never loads them.
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +21,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from openhands.sdk import LocalConversation
+    from openhands.sdk.conversation.state import ConversationState
 
     from trio_openhands.conversation import Conversation, ConversationRecord
 
+DUMP_ATTEMPTS = 3
 FULL_STATE_KEY = "full_state"  # the SDK's openhands.sdk.event.conversation_state.FULL_STATE_KEY
 
 
@@ -71,15 +72,18 @@ def conversation_info(
 
 def _live_state(sdk: LocalConversation) -> dict[str, Any]:
     state = sdk.state
-    for attempt in itertools.count():
+    for _ in range(DUMP_ATTEMPTS - 1):
         try:
-            # `use_snapshot`: per-LLM totals instead of every call's metrics (the SDK's own
-            # choice for the socket), so the size stays flat however long the conversation.
-            return state.model_dump(mode="json", context={"use_snapshot": True})
+            return _dump(state)
         except RuntimeError:  # a container changed size mid-dump on another thread: retry
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+            pass
+    return _dump(state)
+
+
+def _dump(state: ConversationState) -> dict[str, Any]:
+    # `use_snapshot`: per-LLM totals instead of every call's metrics (the SDK's own choice
+    # for the socket), so the size stays flat however long the conversation.
+    return state.model_dump(mode="json", context={"use_snapshot": True})
 
 
 def _stored_state(record: ConversationRecord, conversations_dir: Path) -> dict[str, Any]:

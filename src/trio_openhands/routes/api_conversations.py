@@ -83,15 +83,13 @@ def _lookup(conversation_id: uuid.UUID) -> tuple[ConversationRecord, Conversatio
 
 
 def _stored_request(
-    request: ApiStartConversationRequest, agent: Any, policy: Any
+    request: ApiStartConversationRequest, agent: Any, policy: Any, analyzer: Any
 ) -> dict[str, Any]:
     """What the record keeps: enough to describe the conversation without loading it, in
     both dialects (`llm`/`tools` are what the seed's ConversationInfo shows). No secrets."""
     agent_json: dict[str, Any] = agent.model_dump(mode="json")  # the api_key is redacted
     llm = {k: v for k, v in agent_json["llm"].items() if k != "api_key" and v is not None}
-    policy_json = (
-        api_bridge.confirmation_policy_json(policy) if policy else {"kind": "NeverConfirm"}
-    )
+    policy_json = api_bridge.redacted_json(policy) or {"kind": "NeverConfirm"}
     return {
         "dialect": "api",
         "agent": agent_json,
@@ -106,7 +104,7 @@ def _stored_request(
         "stuck_detection": request.stuck_detection,
         "confirmation_policy": policy_json,
         "confirmation_mode": policy_json.get("kind") == "AlwaysConfirm",
-        "security_analyzer": request.security_analyzer,
+        "security_analyzer": api_bridge.redacted_json(analyzer),
         "tool_module_qualnames": request.tool_module_qualnames,
         "client_tools": [],
     }
@@ -164,7 +162,7 @@ async def start_conversation() -> Response:
     conversation, created = await sup.create_with_agent(
         request.conversation_id,
         agent,
-        _stored_request(request, agent, policy),
+        _stored_request(request, agent, policy, analyzer),
         title=request.title,
         tags=request.tags,
     )
@@ -341,8 +339,8 @@ async def set_confirmation_policy(raw_id: str) -> Response:
     policy = api_bridge.build_confirmation_policy(request.policy, ("body", "policy"))
     await conversation.set_confirmation_policy(policy)
     stored = conversation.record.request
-    stored["confirmation_policy"] = api_bridge.confirmation_policy_json(policy)
-    stored["confirmation_mode"] = stored["confirmation_policy"].get("kind") == "AlwaysConfirm"
+    stored["confirmation_policy"] = api_bridge.redacted_json(policy)
+    stored["confirmation_mode"] = policy.kind == "AlwaysConfirm"
     await supervisor().save(conversation)
     return success()
 
@@ -356,6 +354,6 @@ async def set_security_analyzer(raw_id: str) -> Response:
         request.security_analyzer, ("body", "security_analyzer")
     )
     await conversation.set_security_analyzer(analyzer)
-    conversation.record.request["security_analyzer"] = request.security_analyzer
+    conversation.record.request["security_analyzer"] = api_bridge.redacted_json(analyzer)
     await supervisor().save(conversation)
     return success()

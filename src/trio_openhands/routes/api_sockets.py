@@ -166,22 +166,20 @@ async def _stream(
 
 def _offer(subscription: Subscription, frame: Transient) -> None:
     """Queue a frame behind everything already queued, never waiting (as the log does)."""
-    if subscription.close_code is not None:
+    if subscription.closed:
         return
     try:
         subscription.send_channel.send_nowait(frame)
     except trio.WouldBlock:
-        subscription.close(CLOSE_TRY_AGAIN_LATER, "subscriber too slow; reconnect to resync")
+        subscription.close(
+            CLOSE_TRY_AGAIN_LATER, "subscriber too slow; reconnect to resync", drop_queued=True
+        )
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
 
 
 async def _write_frames(subscription: Subscription) -> None:
-    for event in subscription.history():
-        if subscription.close_code is not None:
-            return  # live frames after a partial history would leave a gap
-        await websocket.send(event.json)
-    async for frame in subscription.live:
+    async for frame in subscription.frames():
         await websocket.send(frame.json)
 
 
