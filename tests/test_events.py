@@ -20,6 +20,8 @@ from tests.conftest import (
     wait_for_event,
     wait_status,
 )
+from trio_openhands.asyncio_host import AsyncioHost
+from trio_openhands.conversation import Conversation
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -449,6 +451,56 @@ async def test_confirmation_accept_executes_and_the_run_continues(
     assert kinds.count("ObservationEvent") == 1
     assert "UserRejectObservation" not in kinds
     assert (await server.client.post(respond, json={"accept": True})).status_code == 409
+
+
+async def test_accept_right_on_the_sdks_waiting_frame_is_not_a_409(
+    server: LiveServer, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's `waiting_for_confirmation` frame can reach a client while the run task is
+    still winding down (the status then reads `running`). An answer sent right then waits
+    for the run to end instead of failing. The window is held open here: each run's end is
+    held until the test releases it."""
+    release, answer_waits = trio.Event(), trio.Event()
+    original_run, original_wait = AsyncioHost.run, Conversation.wait_run_finished
+
+    async def held_run(self: AsyncioHost, function: Any) -> Any:
+        result = await original_run(self, function)
+        await release.wait()
+        return result
+
+    async def observed_wait(self: Conversation) -> None:
+        answer_waits.set()
+        await original_wait(self)
+
+    monkeypatch.setattr(AsyncioHost, "run", held_run)
+    monkeypatch.setattr(Conversation, "wait_run_finished", observed_wait)
+    tag = fake_llm.script(
+        "early", [tool_call("terminal", {"command": "touch early.txt"}), text("early done")]
+    )
+    conversation_id = await create(
+        server, fake_llm, tools=[{"name": "terminal"}], confirmation_mode=True
+    )
+    respond = f"/conversations/{conversation_id}/events/respond_to_confirmation"
+    url = server.ws_url(f"/conversations/{conversation_id}/events/socket")
+    async with open_websocket_url(url) as socket:
+        await send(server, conversation_id, f"go {tag}")
+        await read_until(socket, lambda f: is_status(f, "waiting_for_confirmation"))
+        info = (await server.client.get(f"/conversations/{conversation_id}")).json()
+        assert info["status"] == "running"  # the run task has not ended yet
+        responses: list[Any] = []
+
+        async def accept() -> None:
+            responses.append(await server.client.post(respond, json={"accept": True}))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accept)
+            with trio.fail_after(30):
+                await answer_waits.wait()
+            release.set()
+        assert responses[0].status_code == 200, responses[0].text
+        await read_until(socket, agent_says("early done"))
+    await wait_status(server, conversation_id, "finished")
+    assert (server.settings.workspace_dir / "early.txt").exists()
 
 
 async def test_confirmation_reject_records_the_reason_for_the_agent(

@@ -134,6 +134,15 @@ async def respond_to_confirmation(raw_id: str) -> Response:
     conversation_id = parse_conversation_id(raw_id)
     request = await parse_body(ConfirmationResponse)
     conversation = await supervisor().get(conversation_id)
+    sdk = conversation.sdk
+    if (
+        conversation.running
+        and sdk is not None
+        and sdk_bridge.status_of(sdk) == "waiting_for_confirmation"
+    ):
+        # The SDK already waits (its status frame may have reached the client) while the
+        # run task winds down, and the status reads `running` until it has: wait for it.
+        await conversation.wait_run_finished()
     if conversation.status != "waiting_for_confirmation":
         raise Conflict("No action is waiting for confirmation")
     await conversation.respond_to_confirmation(request.accept, request.reason)
