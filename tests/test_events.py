@@ -149,7 +149,10 @@ async def test_message_with_run_is_processed_to_finished(
 
     url = server.ws_url(f"/conversations/{conversation_id}/events/socket")
     async with open_websocket_url(url) as socket:
-        await send(server, conversation_id, f"please do it {tag}")
+        body = message(f"please do it {tag}")
+        del body["run"]  # run defaults to true, as in the seed
+        posted = await server.client.post(f"/conversations/{conversation_id}/events/", json=body)
+        assert posted.status_code == 200, posted.text
         await read_until(socket, lambda f: is_status(f, "finished"))
     events = await all_events(server, conversation_id)
     user_texts = [
