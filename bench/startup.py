@@ -51,7 +51,10 @@ def one_start(folder: str) -> tuple[float, float, float, float]:
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "trio_openhands.cli", "--port", str(port), "--log-level", "WARNING"],
-        env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         while get(f"{base}/alive") != 200:
@@ -74,11 +77,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(RUNS):
             results.append(one_start(folder))
-    alive, ready, rss_alive, rss_ready = (statistics.median(column) for column in zip(*results, strict=True))
-    print(f"start-up to first 200 on /alive: median {alive:.2f} s over {RUNS} starts "
-          f"(min {min(r[0] for r in results):.2f}, max {max(r[0] for r in results):.2f})")
+    alive, ready, rss_alive, rss_ready = (
+        statistics.median(column) for column in zip(*results, strict=True)
+    )
+    print(
+        f"start-up to first 200 on /alive: median {alive:.2f} s over {RUNS} starts "
+        f"(min {min(r[0] for r in results):.2f}, max {max(r[0] for r in results):.2f})"
+    )
     print(f"start-up to /ready (SDK imported): median {ready:.2f} s")
-    print(f"idle RSS right after /alive: {rss_alive:.0f} MB; idle RSS with the SDK loaded: {rss_ready:.0f} MB")
+    print(
+        f"idle RSS right after /alive: {rss_alive:.0f} MB; "
+        f"idle RSS with the SDK loaded: {rss_ready:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

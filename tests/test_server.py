@@ -82,7 +82,7 @@ async def test_errors_are_json(app: OpenHandsApp, client: QuartClient) -> None:
 async def test_unexpected_errors_are_json_without_traceback(
     app: OpenHandsApp, client: QuartClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    @app.get("/test-only/boom")
+    @app.get("/test-only/boom")  # pyright: ignore[reportArgumentType]
     async def boom() -> None:  # pyright: ignore[reportUnusedFunction]
         raise RuntimeError("secret internals")
 

@@ -80,6 +80,7 @@ async def test_a_task_that_ignores_cancellation_is_abandoned_after_the_grace(
             except asyncio.CancelledError:
                 continue  # swallows every cancellation
 
+    before = trio.current_time()
     try:
         with trio.CancelScope() as run_scope:
             async with trio.open_nursery() as nursery:
@@ -169,4 +170,3 @@ async def _append_found(
     supervisor: Supervisor, conversation_id: object, found: list[object]
 ) -> None:
     found.append(await supervisor.get(conversation_id))  # type: ignore[arg-type]
-

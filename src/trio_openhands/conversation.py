@@ -186,9 +186,11 @@ class Conversation:
                         except Exception as error:  # the SDK logged an error event already
                             log.warning("conversation %s: run failed: %s", self.id, error)
                             break
-                        log.info("conversation %s: run ended %s", self.id, self.status)
+                        log.info(
+                            "conversation %s: run ended %s", self.id, sdk_bridge.status_of(sdk)
+                        )
             if run_scope.cancelled_caught:
-                log.info("conversation %s: run cancelled, status %s", self.id, self.status)
+                log.info("conversation %s: run cancelled, %s", self.id, sdk_bridge.status_of(sdk))
         finally:
             self.waiting_for_slot = False
             self._run_scope = None
