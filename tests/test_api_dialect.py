@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 KEY = "dialect-key"
 REDACTED = "**********"
+# As in test_sdk_client: hypercorn's websocket ping task makes a server that has had a
+# socket wait out its graceful_timeout when it stops; these tests end with nothing running.
+SHUTDOWN_GRACE = 0.5
 
 
 def agent(fake_llm: FakeLLM, *tools: str) -> dict[str, Any]:
@@ -107,9 +110,23 @@ async def frames_until_run_ends(socket: ClientConnection, *statuses: str) -> lis
     return frames
 
 
+async def serve(nursery: trio.Nursery, tmp_path: Path, **changes: Any) -> LiveServer:
+    settings = test_settings(tmp_path, graceful_timeout=SHUTDOWN_GRACE, **changes)
+    return await start_server(nursery, settings)
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    live = await serve(nursery, tmp_path)
+    try:
+        yield live
+    finally:
+        await live.aclose()
+
+
 @pytest.fixture
 async def keyed_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    live = await start_server(nursery, test_settings(tmp_path, session_api_keys=(KEY,)))
+    live = await serve(nursery, tmp_path, session_api_keys=(KEY,))
     try:
         yield live
     finally:
@@ -379,6 +396,19 @@ async def test_socket_replays_without_duplicates_and_takes_messages(
     assert snapshot["value"]["agent"]["llm"]["api_key"] == REDACTED
     replayed = [(await receive(socket))["id"] for _ in logged]
     assert replayed == logged
+    # The other ways to ask for history: after an event, or from a time on.
+    stamps = [event["timestamp"] for event in await events_of(server, info["id"])]
+    first_since = next(i for i, stamp in enumerate(stamps) if stamp >= stamps[2])
+    for query, expected in (
+        (f"after_event_id={logged[1]}", logged[2:]),
+        (f"resend_mode=since&after_timestamp={stamps[2]}", logged[first_since:]),
+    ):
+        partial_replay = await open_socket(server, f"/sockets/events/{info['id']}?{query}")
+        assert is_full_state(await receive(partial_replay))
+        assert [(await receive(partial_replay))["id"] for _ in expected] == expected
+        await close(partial_replay)
+    bad_mode = await open_socket(server, f"/sockets/events/{info['id']}?resend_mode=some")
+    assert await close_code(bad_mode) == 1008
 
     # Inbound frames: an auth frame is ignored, a bad one answered, a message sent and run.
     await send(socket, {"type": "auth", "session_api_key": "whatever"})

@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 
 KEY = "sdk-session-key"
 CALL_TIMEOUT = 30  # seconds; the client's own timeouts are up to an hour
+# Hypercorn's websocket ping task outlives its connection by up to the ping interval (20 s),
+# so a server that has had a socket waits out its whole graceful_timeout when it stops
+# (3 s with test_settings' value). Nothing is running at the end of these tests: a short
+# grace saves 2.5 s per test. Back to the default once the server stops the ping tasks.
+SHUTDOWN_GRACE = 0.5
 FULL_STATE = "full_state"
 Status = ConversationExecutionStatus
 
@@ -203,7 +208,8 @@ async def sdk(
 ) -> AsyncIterator[SdkSession]:
     api_key: str | None = request.param
     keys = () if api_key is None else (api_key,)
-    server = await start_server(nursery, test_settings(tmp_path, session_api_keys=keys))
+    settings = test_settings(tmp_path, session_api_keys=keys, graceful_timeout=SHUTDOWN_GRACE)
+    server = await start_server(nursery, settings)
     if api_key is not None:
         server.client.headers["X-Session-API-Key"] = api_key
     session = SdkSession(server, fake_llm, api_key)
