@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trio_openhands.models import ContentPart
+from trio_openhands.models import ContentPart, ConversationSearchQuery
 
 ApiExecutionStatus = Literal[
     "idle",
@@ -133,15 +133,10 @@ class ApiConfirmationResponse(BaseModel):
     reason: str = "User rejected the action."
 
 
-class ApiConversationSearchQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ApiConversationSearchQuery(ConversationSearchQuery):
+    """The seed's search, plus the `deleting` status and `include_skills`."""
 
-    page_id: str | None = None
-    limit: int = Field(default=100, gt=0, le=100)
-    status: ApiExecutionStatus | None = None
-    sort_order: Literal["CREATED_AT", "UPDATED_AT", "CREATED_AT_DESC", "UPDATED_AT_DESC"] = (
-        "CREATED_AT_DESC"
-    )
+    status: ApiExecutionStatus | None = None  # pyright: ignore[reportIncompatibleVariableOverride]
     include_skills: bool = False
 
 
