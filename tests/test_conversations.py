@@ -78,6 +78,27 @@ async def test_confirmation_mode_waits_without_running_the_action(
     assert not (server.settings.workspace_dir / "confirmed.txt").exists()
 
 
+async def test_a_new_message_supersedes_an_action_waiting_for_approval(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    tag = fake_llm.script("sneaky", [tool_call("terminal", {"command": "touch sneaky.txt"})])
+    info = await start(
+        server, fake_llm, f"go {tag}", tools=[{"name": "terminal"}], confirmation_mode=True
+    )
+    await wait_status(server, info["id"], "waiting_for_confirmation")
+    fake_llm.script("sneaky", [text("ok, not doing it")])
+    sent = await server.client.post(
+        f"/conversations/{info['id']}/events", json=message(f"never mind {tag}")
+    )
+    assert sent.status_code == 200
+    await wait_status(server, info["id"], "finished")
+    rejections = [
+        e for e in await events_of(server, info["id"]) if e["kind"] == "UserRejectObservation"
+    ]
+    assert rejections[0]["rejection_reason"] == "Superseded by a new user message"
+    assert not (server.settings.workspace_dir / "sneaky.txt").exists()
+
+
 async def test_pause_aborts_the_llm_call_in_flight(server: LiveServer, fake_llm: FakeLLM) -> None:
     tag = fake_llm.script(
         "slow", [tool_call("terminal", {"command": "touch ran.txt"}, delay=3), finish()]

@@ -222,7 +222,14 @@ class Conversation:
         await self._run_finished.wait()
 
     async def send_message(self, message: Message, run: bool) -> None:
+        """A new message supersedes an action waiting for approval: the action is rejected,
+        as the SDK itself does when a message lands mid-step, so that the next run cannot
+        execute it unapproved."""
         assert self.sdk is not None
+        if sdk_bridge.status_of(self.sdk) == "waiting_for_confirmation":
+            await trio.to_thread.run_sync(
+                self.sdk.reject_pending_actions, "Superseded by a new user message"
+            )
         await trio.to_thread.run_sync(self.sdk.send_message, message)
         if run:
             self.request_run()

@@ -56,6 +56,9 @@ class Settings:
     secret_key: str | None = None
     # Seconds a shutdown waits for conversations to pause and persist.
     graceful_timeout: float = 1.5
+    # Seconds between server pings on WebSockets (None: no pings); for proxies that drop
+    # idle connections.
+    websocket_ping_interval: float | None = None
     # Start importing the SDK as soon as the server serves (tests may turn this off).
     preload_sdk: bool = True
     llm_api_key: str | None = field(default=None, repr=False)
@@ -79,6 +82,8 @@ class Settings:
         }
         if env.get("OPENHANDS_MAX_CONCURRENT_RUNS"):
             values["max_concurrent_runs"] = int(env["OPENHANDS_MAX_CONCURRENT_RUNS"])
+        if env.get("OPENHANDS_WS_PING_INTERVAL"):
+            values["websocket_ping_interval"] = float(env["OPENHANDS_WS_PING_INTERVAL"])
         if env.get("OPENHANDS_SUBSCRIBER_BUFFER"):
             values["subscriber_buffer"] = int(env["OPENHANDS_SUBSCRIBER_BUFFER"])
         values.update({key: value for key, value in overrides.items() if value is not None})
