@@ -25,6 +25,9 @@ HOST        ?= 127.0.0.1
 PORT        ?= 8000
 ARGS        ?=
 PYTEST_ARGS ?=
+# Most tests wait on sockets, subprocesses and scripted LLM delays, not the CPU: two xdist
+# workers halve the suite's time on two cores. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 # The standalone-executable test (tests/test_binary.py) needs a PyInstaller build of minutes:
 # `make test` skips it; `make test SKIP_BINARY=0` runs it too (building dist/ if missing);
 # `make check-binary` builds and runs only it.
@@ -75,7 +78,7 @@ install-pre-commit-hooks: install-dev ## Install the git pre-commit hook (ruff +
 # `uv run` syncs inexactly: it installs whatever is missing and removes nothing.
 
 test: check-python ## Run the tests but the binary's (PYTEST_ARGS="-x -k name" to pass options)
-	@rc=0; SKIP_BINARY=$(SKIP_BINARY) $(UV) run --frozen pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; SKIP_BINARY=$(SKIP_BINARY) $(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): treated as a failure" >&2; fi; \
 	exit $$rc
 
