@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
 KEY = "dialect-key"
 REDACTED = "**********"
-# As in test_sdk_client: hypercorn's websocket ping task makes a server that has had a
-# socket wait out its graceful_timeout when it stops; these tests end with nothing running.
-SHUTDOWN_GRACE = 0.5
 
 
 def agent(fake_llm: FakeLLM, *tools: str) -> dict[str, Any]:
@@ -110,23 +107,9 @@ async def frames_until_run_ends(socket: ClientConnection, *statuses: str) -> lis
     return frames
 
 
-async def serve(nursery: trio.Nursery, tmp_path: Path, **changes: Any) -> LiveServer:
-    settings = test_settings(tmp_path, graceful_timeout=SHUTDOWN_GRACE, **changes)
-    return await start_server(nursery, settings)
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    live = await serve(nursery, tmp_path)
-    try:
-        yield live
-    finally:
-        await live.aclose()
-
-
 @pytest.fixture
 async def keyed_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    live = await serve(nursery, tmp_path, session_api_keys=(KEY,))
+    live = await start_server(nursery, test_settings(tmp_path, session_api_keys=(KEY,)))
     try:
         yield live
     finally:

@@ -44,11 +44,6 @@ if TYPE_CHECKING:
 
 KEY = "sdk-session-key"
 CALL_TIMEOUT = 30  # seconds; the client's own timeouts are up to an hour
-# Hypercorn's websocket ping task outlives its connection by up to the ping interval (20 s),
-# so a server that has had a socket waits out its whole graceful_timeout when it stops
-# (3 s with test_settings' value). Nothing is running at the end of these tests: a short
-# grace saves 2.5 s per test. Back to the default once the server stops the ping tasks.
-SHUTDOWN_GRACE = 0.5
 FULL_STATE = "full_state"
 Status = ConversationExecutionStatus
 
@@ -208,8 +203,7 @@ async def sdk(
 ) -> AsyncIterator[SdkSession]:
     api_key: str | None = request.param
     keys = () if api_key is None else (api_key,)
-    settings = test_settings(tmp_path, session_api_keys=keys, graceful_timeout=SHUTDOWN_GRACE)
-    server = await start_server(nursery, settings)
+    server = await start_server(nursery, test_settings(tmp_path, session_api_keys=keys))
     if api_key is not None:
         server.client.headers["X-Session-API-Key"] = api_key
     session = SdkSession(server, fake_llm, api_key)
@@ -386,9 +380,11 @@ async def test_close_with_delete_then_attach_is_404(sdk: SdkSession) -> None:
     await sdk.close(a)
     assert (await sdk.server.client.get(f"/api/conversations/{a.id}")).status_code == 404
     assert not folder.exists()
+    workspace = sdk.workspace()
     with pytest.raises(httpx.HTTPStatusError) as attach:
-        await call(RemoteConversation.attach, sdk.workspace(), a.conversation.id, visualizer=None)
+        await call(RemoteConversation.attach, workspace, a.conversation.id, visualizer=None)
     assert attach.value.response.status_code == 404
+    await call(workspace.reset_client)  # an idle keep-alive connection holds a server's stop
     # The other client's socket was closed with 4004, so its thread stopped on its own
     # and its close() needs no frame (else it would wait out its 5 s join timeout).
     sdk.clients.remove(watcher)
