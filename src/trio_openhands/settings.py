@@ -54,8 +54,9 @@ class Settings:
     subscriber_buffer: int = 1024
     # Secret used to encrypt API keys at rest; when unset a key file is created.
     secret_key: str | None = None
-    # Seconds a shutdown waits for conversations to pause and persist.
-    graceful_timeout: float = 1.5
+    # Seconds a shutdown gives conversations to pause and persist, then open connections
+    # to finish (Hypercorn holds idle keep-alive connections open for all of it).
+    graceful_timeout: float = 0.5
     # Seconds between server pings on WebSockets (None: no pings); for proxies that drop
     # idle connections.
     websocket_ping_interval: float | None = None
@@ -82,6 +83,8 @@ class Settings:
         }
         if env.get("OPENHANDS_MAX_CONCURRENT_RUNS"):
             values["max_concurrent_runs"] = int(env["OPENHANDS_MAX_CONCURRENT_RUNS"])
+        if env.get("OPENHANDS_GRACEFUL_TIMEOUT"):
+            values["graceful_timeout"] = float(env["OPENHANDS_GRACEFUL_TIMEOUT"])
         if env.get("OPENHANDS_WS_PING_INTERVAL"):
             values["websocket_ping_interval"] = float(env["OPENHANDS_WS_PING_INTERVAL"])
         if env.get("OPENHANDS_SUBSCRIBER_BUFFER"):
