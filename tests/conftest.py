@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +113,6 @@ def test_settings(tmp_path: Path, **changes: Any) -> Settings:
         conversations_dir=tmp_path / "conversations",
         workspace_dir=tmp_path / "project",
         secret_key="test-secret",
-        graceful_timeout=3.0,
     ).with_changes(**changes)
 
 
@@ -125,3 +126,39 @@ async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveSer
         yield live
     finally:
         await live.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def start_cli_server(
+    tmp_path: Path, port: int, *, wait_for: str = "/alive", **env: str
+) -> trio.Process:
+    """`openhands-server` as a separate process, answering `wait_for` with a 200."""
+    environment = {
+        **os.environ,
+        "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "conversations"),
+        **env,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "trio_openhands.cli",
+        "--port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    ]
+    process = await trio.lowlevel.open_process(command, env=environment, cwd=tmp_path)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        with trio.fail_after(30):
+            while True:  # another process binds when it binds: retry the connection, bounded
+                try:
+                    if (await client.get(wait_for)).status_code == 200:
+                        return process
+                except httpx.ConnectError:
+                    pass
+                await trio.sleep(0.05)

@@ -25,28 +25,11 @@ from trio_openhands.conversation import Conversation
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from trio_websocket import WebSocketConnection
 
     from trio_openhands.testing.fake_llm import RecordedRequest
-
-
-# Hypercorn keeps a closed WebSocket's ping task (and so its connection) alive until the
-# next ping is due (20 s), so a server that had a socket open waits its whole graceful
-# timeout when it stops. The tests' stop need not wait long: nothing is running by then.
-FAST_STOP = 0.5
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    live = await start_server(nursery, test_settings(tmp_path, graceful_timeout=FAST_STOP))
-    try:
-        yield live
-    finally:
-        await live.client.aclose()
-        live.stop.set()
 
 
 def message(text_: str, run: bool = True) -> dict[str, Any]:
@@ -543,7 +526,7 @@ async def test_confirmation_reject_records_the_reason_for_the_agent(
 
 
 async def test_events_survive_a_restart(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    settings = test_settings(tmp_path, graceful_timeout=FAST_STOP)
+    settings = test_settings(tmp_path)
     tag = fake_llm.script(
         "restart", [tool_call("terminal", {"command": "echo before"}), text("before restart")]
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +11,15 @@ import trio
 
 from tests.conftest import (
     LiveServer,
+    free_port,
     llm_settings,
+    start_cli_server,
     start_server,
     test_settings,
     wait_for_event,
     wait_status,
 )
 from tests.test_conversations import events_of, message, start
-from tests.test_server import free_port
 from trio_openhands.testing.fake_llm import FakeLLM, finish, http_error, text, tool_call
 
 
@@ -171,7 +170,13 @@ async def test_kill_9_during_a_tool_call_is_reported_and_resumable(
     """After kill -9 the half-done tool call is reported to the agent (a tool error result)
     and to the client (an AgentErrorEvent); the conversation is paused and resume goes on."""
     port = free_port()
-    process = await run_cli_server(tmp_path, port)
+    process = await start_cli_server(
+        tmp_path,
+        port,
+        wait_for="/ready",
+        OPENHANDS_WORKSPACE_DIR=str(tmp_path / "project"),
+        OH_SECRET_KEY="crash-test",
+    )
     url = f"http://127.0.0.1:{port}"
     crashed = LiveServer(
         url=url,
@@ -209,31 +214,3 @@ async def test_kill_9_during_a_tool_call_is_reported_and_resumable(
         assert tool_results, "the agent saw the interrupted call's result"
     finally:
         await restarted.aclose()
-
-
-async def run_cli_server(tmp_path: Path, port: int) -> trio.Process:
-    env = {
-        **os.environ,
-        "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "conversations"),
-        "OPENHANDS_WORKSPACE_DIR": str(tmp_path / "project"),
-        "OH_SECRET_KEY": "crash-test",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "trio_openhands.cli",
-        "--port",
-        str(port),
-        "--log-level",
-        "WARNING",
-    ]
-    process = await trio.lowlevel.open_process(command, env=env, cwd=tmp_path)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        with trio.fail_after(30):
-            while True:  # a separate process: retry the connection until it binds, bounded
-                try:
-                    if (await client.get("/ready")).status_code == 200:
-                        return process
-                except httpx.ConnectError:
-                    pass
-                await trio.sleep(0.05)

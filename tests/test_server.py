@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import pytest
 import trio
 from quart.typing import TestClientProtocol as QuartClient
 
-from tests.conftest import test_settings
+from tests.conftest import free_port, start_cli_server, test_settings
 from trio_openhands.app import OpenHandsApp, create_app
 
 
@@ -153,35 +151,12 @@ async def test_cors(tmp_path: Path) -> None:
         assert "Access-Control-Allow-Origin" not in simple.headers
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 async def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "conversations")}
-    command = [
-        sys.executable,
-        "-m",
-        "trio_openhands.cli",
-        "--port",
-        str(port),
-        "--log-level",
-        "WARNING",
-    ]
-    process = await trio.lowlevel.open_process(command, env=env, cwd=tmp_path)
+    process = await start_cli_server(tmp_path, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            with trio.fail_after(15):
-                while True:  # the process binds when it binds: retry the connection, bounded
-                    try:
-                        response = await client.get("/alive")
-                        break
-                    except httpx.ConnectError:
-                        await trio.sleep(0.05)
-            assert response.json() == {"status": "ok"}
+            assert (await client.get("/alive")).json() == {"status": "ok"}
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(5):

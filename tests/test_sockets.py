@@ -15,7 +15,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pytest
 import trio
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
@@ -30,7 +29,6 @@ from wsproto.events import (
 
 from tests.conftest import LiveServer, start_server, test_settings, wait_status
 from tests.test_events import (
-    FAST_STOP,
     agent_says,
     all_events,
     close_code,
@@ -43,7 +41,6 @@ from tests.test_events import (
 from trio_openhands.testing.fake_llm import FakeLLM, text, tool_call
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from wsproto.events import Event as WsEvent
@@ -51,17 +48,6 @@ if TYPE_CHECKING:
 # Far more than loopback TCP holds in flight for a 4 KiB receive buffer (16-32 KiB here):
 # a replay that reaches this event blocks until the client reads again.
 BIG_TEXT = "x" * 512 * 1024
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    """The conftest server, stopping fast (see FAST_STOP in test_events)."""
-    live = await start_server(nursery, test_settings(tmp_path, graceful_timeout=FAST_STOP))
-    try:
-        yield live
-    finally:
-        await live.client.aclose()
-        live.stop.set()
 
 
 class RawSocket:
@@ -254,7 +240,7 @@ async def test_replay_meets_live_without_gap_or_duplicate(
 async def test_a_subscriber_that_stops_reading_is_closed_with_1013(
     nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
-    settings = test_settings(tmp_path, subscriber_buffer=8, graceful_timeout=FAST_STOP)
+    settings = test_settings(tmp_path, subscriber_buffer=8)
     live = await start_server(nursery, settings)
     try:
         conversation_id = await create(live, fake_llm)
@@ -327,9 +313,7 @@ async def test_socket_auth_and_rejections_before_accept(
     nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     key = "sekrit-key"
-    live = await start_server(
-        nursery, test_settings(tmp_path, session_api_keys=(key,), graceful_timeout=FAST_STOP)
-    )
+    live = await start_server(nursery, test_settings(tmp_path, session_api_keys=(key,)))
     live.client.headers["X-Session-API-Key"] = key
     try:
         conversation_id = await create(live, fake_llm)
