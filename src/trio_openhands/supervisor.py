@@ -93,30 +93,23 @@ class Supervisor:
         return self._cipher
 
     async def create(self, request: StartConversationRequest) -> Conversation:
+        """The seed dialect's create: build the agent from the request, then start it."""
         await self.sdk_loader.wait_ready()
-        self._refuse_during_shutdown()
         llm = sdk_bridge.build_llm(request.llm, self.settings.llm_api_key)
         agent = sdk_bridge.build_agent(request, llm)
-        now = utc_now()
         stored_request = request.model_dump(
             mode="json", exclude={"initial_message", "title", "tags"}
         )
         stored_request["llm"] = {k: v for k, v in request.llm.items() if k != "api_key"}
         stored_request["has_api_key"] = bool(request.llm.get("api_key"))
-        record = ConversationRecord(
-            id=uuid.uuid4(),
-            created_at=now,
-            updated_at=now,
-            request=stored_request,
+        conversation, _ = await self.create_with_agent(
+            None,
+            agent,
+            stored_request,
             title=request.title,
             tags=request.tags,
+            confirmation_mode=request.confirmation_mode,
         )
-        conversation = await self._start(
-            record, agent=agent, confirmation_mode=request.confirmation_mode
-        )
-        self.records[record.id] = record
-        await self.save(conversation)
-        log.info("conversation %s: created (model %s)", record.id, request.llm.get("model"))
         if request.initial_message is not None:
             message = sdk_bridge.to_message(request.initial_message.content)
             await conversation.send_message(message, run=request.initial_message.run)
@@ -130,8 +123,9 @@ class Supervisor:
         *,
         title: str | None = None,
         tags: dict[str, str] | None = None,
+        confirmation_mode: bool | None = None,
     ) -> tuple[Conversation, bool]:
-        """Start a conversation with an SDK agent the caller built (the /api dialect).
+        """Start a conversation with an SDK agent the caller built.
 
         Idempotent on `conversation_id`: if that conversation exists, or is being created,
         it is returned and nothing is created. Returns (conversation, created).
@@ -159,7 +153,9 @@ class Supervisor:
                 title=title,
                 tags=tags or {},
             )
-            conversation = await self._start(record, agent=agent, confirmation_mode=None)
+            conversation = await self._start(
+                record, agent=agent, confirmation_mode=confirmation_mode
+            )
             self.records[record.id] = record
             await self.save(conversation)
         finally:
@@ -169,9 +165,10 @@ class Supervisor:
         return conversation, True
 
     async def get(self, conversation_id: uuid.UUID) -> Conversation:
-        """The loaded conversation, loading it from disk on first use; NotFound if unknown."""
-        if conversation_id in self.loaded:
-            return self.loaded[conversation_id]
+        """The loaded conversation, loading it from disk on first use; NotFound if unknown
+        or being deleted."""
+        if (loaded := self.loaded.get(conversation_id)) is not None and not loaded.deleted:
+            return loaded
         record = self.records.get(conversation_id)
         if record is None:
             raise NotFound(f"Conversation not found: {conversation_id}")
@@ -262,9 +259,7 @@ class Supervisor:
         await storage.write_meta(self.settings.conversations_dir, record.id.hex, record.to_json())
 
     async def delete(self, conversation_id: uuid.UUID) -> None:
-        conversation = await self.get(conversation_id)
-        if conversation.deleted:
-            raise NotFound(f"Conversation not found: {conversation_id}")
+        conversation = await self.get(conversation_id)  # NotFound once deletion began
         conversation.deleted = True
         self.records.pop(conversation_id, None)
         conversation.scope.cancel()
