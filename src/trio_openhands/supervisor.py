@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Search orders: the record attribute sorted on, and whether newest first.
+_SORT_KEYS = {
+    "CREATED_AT": ("created_at", False),
+    "CREATED_AT_DESC": ("created_at", True),
+    "UPDATED_AT": ("updated_at", False),
+    "UPDATED_AT_DESC": ("updated_at", True),
+}
+
 
 class Supervisor:
     def __init__(self, settings: Settings, sdk_loader: SdkLoader) -> None:
@@ -280,6 +288,29 @@ class Supervisor:
     def _refuse_during_shutdown(self) -> None:
         if self.shutting_down:
             raise ApiError(503, "Server is shutting down")
+
+    def page_of_records(
+        self, *, status: str | None, sort_order: str, page_id: str | None, limit: int
+    ) -> tuple[list[ConversationRecord], str | None]:
+        """One page of the catalog, for both dialects' search.
+
+        Sorted by the chosen time with ties broken by id, so pages of creation order never
+        skip or repeat while conversations are created. `page_id` is the dashless id of the
+        page's first item (the reference's format); an unknown one is a 400, not a restart.
+        Returns the page and the next page's id.
+        """
+        attribute, descending = _SORT_KEYS[sort_order]
+        records = [r for r in self.list_records() if status in (None, r.status)]
+        records.sort(key=lambda r: (getattr(r, attribute), r.id.hex), reverse=descending)
+        start = 0
+        if page_id is not None:
+            positions = {r.id.hex: i for i, r in enumerate(records)}
+            found = positions.get(page_id.replace("-", "").lower())
+            if found is None:
+                raise ApiError(400, f"Unknown page_id: {page_id}")
+            start = found
+        following = records[start + limit : start + limit + 1]
+        return records[start : start + limit], following[0].id.hex if following else None
 
     def list_records(self) -> Iterable[ConversationRecord]:
         for record in self.records.values():

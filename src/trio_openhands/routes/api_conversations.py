@@ -28,7 +28,7 @@ from trio_openhands.api_models import (
 )
 from trio_openhands.api_state import conversation_info, state_update_frame
 from trio_openhands.conversation import utc_now
-from trio_openhands.errors import ApiError, Conflict, NotFound, ValidationFailed
+from trio_openhands.errors import Conflict, NotFound, ValidationFailed
 from trio_openhands.event_log import Transient
 from trio_openhands.routes.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.validation import parse_body, parse_query
@@ -180,13 +180,6 @@ async def start_conversation() -> Response:
 
 # -- read ----------------------------------------------------------------------------------
 
-_SORT_KEYS = {
-    "CREATED_AT": ("created_at", False),
-    "CREATED_AT_DESC": ("created_at", True),
-    "UPDATED_AT": ("updated_at", False),
-    "UPDATED_AT_DESC": ("updated_at", True),
-}
-
 
 @blueprint.get("/api/conversations/search")
 @document_querystring(ApiConversationSearchQuery)
@@ -195,22 +188,11 @@ async def search_conversations() -> Response:
     `page_id` is a 400 (the reference silently starts over)."""
     query = parse_query(ApiConversationSearchQuery)
     sup = supervisor()
-    attribute, descending = _SORT_KEYS[query.sort_order]
-    records = [r for r in sup.list_records() if query.status in (None, r.status)]
-    records.sort(key=lambda r: (getattr(r, attribute), r.id.hex), reverse=descending)
-    start = 0
-    if query.page_id is not None:
-        positions = {r.id.hex: i for i, r in enumerate(records)}
-        start_position = positions.get(query.page_id.replace("-", "").lower())
-        if start_position is None:
-            raise ApiError(400, f"Unknown page_id: {query.page_id}")
-        start = start_position
-    page = records[start : start + query.limit]
-    following = records[start + query.limit : start + query.limit + 1]
-    items = [info(r, sup.loaded.get(r.id), query.include_skills) for r in page]
-    return json_response(
-        {"items": items, "next_page_id": following[0].id.hex if following else None}
+    page, next_page_id = sup.page_of_records(
+        status=query.status, sort_order=query.sort_order, page_id=query.page_id, limit=query.limit
     )
+    items = [info(r, sup.loaded.get(r.id), query.include_skills) for r in page]
+    return json_response({"items": items, "next_page_id": next_page_id})
 
 
 @blueprint.get("/api/conversations/count")

@@ -84,14 +84,6 @@ async def batch_get_conversations() -> Response:
     return json_response(items)
 
 
-_SORT_KEYS = {
-    "CREATED_AT": ("created_at", False),
-    "CREATED_AT_DESC": ("created_at", True),
-    "UPDATED_AT": ("updated_at", False),
-    "UPDATED_AT_DESC": ("updated_at", True),
-}
-
-
 @blueprint.get("/conversations/search")
 @blueprint.get("/conversations/search/")
 @document_querystring(ConversationSearchQuery)
@@ -99,22 +91,11 @@ async def search_conversations() -> Response:
     """Pages start at `page_id` (the id of the first item of the page, inclusive)."""
     query = parse_query(ConversationSearchQuery)
     sup = supervisor()
-    attribute, descending = _SORT_KEYS[query.sort_order]
-    records = [r for r in sup.list_records() if query.status is None or r.status == query.status]
-    records.sort(key=lambda r: (getattr(r, attribute), r.id.hex), reverse=descending)
-    start = 0
-    if query.page_id is not None:
-        positions = {r.id.hex: i for i, r in enumerate(records)}
-        page_hex = query.page_id.replace("-", "")
-        if page_hex not in positions:
-            raise ApiError(400, f"Unknown page_id: {query.page_id}")
-        start = positions[page_hex]
-    page = records[start : start + query.limit]
-    following = records[start + query.limit : start + query.limit + 1]
-    items = [conversation_info(r, sup.loaded.get(r.id)) for r in page]
-    return json_response(
-        {"items": items, "next_page_id": following[0].id.hex if following else None}
+    page, next_page_id = sup.page_of_records(
+        status=query.status, sort_order=query.sort_order, page_id=query.page_id, limit=query.limit
     )
+    items = [conversation_info(r, sup.loaded.get(r.id)) for r in page]
+    return json_response({"items": items, "next_page_id": next_page_id})
 
 
 @blueprint.get("/conversations/<raw_id>")
