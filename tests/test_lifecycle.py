@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +216,35 @@ async def test_kill_9_during_a_tool_call_is_reported_and_resumable(
         assert tool_results, "the agent saw the interrupted call's result"
     finally:
         await restarted.aclose()
+
+
+async def test_one_server_per_conversations_directory(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    first = await start_server(nursery, test_settings(tmp_path))
+    try:
+        with pytest.raises(BaseExceptionGroup) as refused_in_process, trio.fail_after(10):
+            async with trio.open_nursery() as second_nursery:  # the failure ends this nursery
+                await start_server(second_nursery, test_settings(tmp_path))
+        assert "in use by another server process" in _messages(refused_in_process.value)
+        env = {**os.environ, "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "conversations")}
+        command = [sys.executable, "-m", "trio_openhands.cli", "--port", str(free_port())]
+        refused = await trio.run_process(command, env=env, capture_stderr=True, check=False)
+        assert refused.returncode == 1
+        assert b"in use by another server process" in refused.stderr
+        assert (await first.client.get("/alive")).status_code == 200
+    finally:
+        await first.aclose()
+    second = await start_server(nursery, test_settings(tmp_path))  # the lock went with the first
+    await second.aclose()
+
+
+def _messages(error: BaseException) -> str:
+    """Every message in an exception tree (groups, causes and contexts)."""
+    parts = [str(error)]
+    if isinstance(error, BaseExceptionGroup):
+        parts += [_messages(inner) for inner in error.exceptions]
+    for linked in (error.__cause__, error.__context__):
+        if linked is not None:
+            parts.append(_messages(linked))
+    return "\n".join(parts)

@@ -104,7 +104,13 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(trio.run(run_demo, settings.with_changes(port=args.demo_port)))
     from trio_openhands.server import serve
+    from trio_openhands.storage import DirectoryInUse, lock_conversations_dir
 
+    try:  # the supervisor takes the lock for real; this is for a one-line answer
+        lock_conversations_dir(settings.conversations_dir).close()
+    except DirectoryInUse as error:
+        logging.getLogger("trio_openhands").error("%s", error)
+        sys.exit(1)
     trio.run(serve, settings)
     # Everything is persisted and closed by now. Once the SDK is loaded, the interpreter's own
     # shutdown (atexit hooks of litellm and the SDK, module teardown) takes ~1.4 s more,

@@ -8,12 +8,13 @@ The server secret that encrypts API keys at rest comes from `OH_SECRET_KEY`, or 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import secrets
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import trio
 
@@ -24,6 +25,34 @@ log = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 SECRET_KEY_FILE = ".secret_key"
+LOCK_FILE = ".server.lock"
+
+
+class DirectoryInUse(RuntimeError):
+    """Another server process already serves this conversations directory."""
+
+
+def lock_conversations_dir(conversations_dir: Path) -> IO[str]:
+    """Blocking: an exclusive lock held for the server's lifetime (close the file to release).
+
+    Two servers over one directory would each run their own supervisor and corrupt each
+    other's conversations; the second one refuses to start instead. The kernel drops the
+    lock when the process dies, so a crash never leaves a stale lock behind.
+    """
+    conversations_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = open(conversations_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise DirectoryInUse(
+            f"{conversations_dir} is in use by another server process: give each server "
+            "its own conversations directory"
+        ) from None
+    lock_file.truncate(0)
+    lock_file.write(f"{os.getpid()}\n")
+    lock_file.flush()
+    return lock_file
 
 
 def conversation_dir(conversations_dir: Path, conversation_hex: str) -> Path:

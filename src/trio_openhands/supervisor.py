@@ -60,6 +60,12 @@ class Supervisor:
     ) -> None:
         """Owns the conversations nursery until cancelled (server shutdown)."""
         conversations_dir = self.settings.conversations_dir
+        lock = await trio.to_thread.run_sync(storage.lock_conversations_dir, conversations_dir)
+        with lock:
+            await self._serve(task_status)
+
+    async def _serve(self, task_status: trio.TaskStatus[Supervisor]) -> None:
+        conversations_dir = self.settings.conversations_dir
         for data in await trio.to_thread.run_sync(storage.read_all_meta, conversations_dir):
             try:
                 record = ConversationRecord.from_json(data)
