@@ -13,7 +13,8 @@ import trio.testing
 from tests.conftest import start_server, test_settings, wait_status
 from tests.test_conversations import events_of, start
 from trio_openhands.asyncio_host import CANCEL_GRACE_SECONDS, AsyncioHost
-from trio_openhands.models import StartConversationRequest
+from trio_openhands.models import StartConversationRequest, TextPart
+from trio_openhands.sdk_bridge import to_message
 from trio_openhands.sdk_loader import SdkLoader
 from trio_openhands.supervisor import Supervisor
 from trio_openhands.testing.fake_llm import FakeLLM, text
@@ -170,3 +171,39 @@ async def _append_found(
     supervisor: Supervisor, conversation_id: object, found: list[object]
 ) -> None:
     found.append(await supervisor.get(conversation_id))  # type: ignore[arg-type]
+
+
+async def test_an_unused_conversation_is_unloaded_and_loads_again(
+    nursery: trio.Nursery, tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """On a mock clock that only moves when told to (the SDK works in real threads)."""
+    settings = test_settings(tmp_path, idle_unload_seconds=600)
+    supervisor: Supervisor = await nursery.start(Supervisor(settings, SdkLoader()).run)
+    request = StartConversationRequest.model_validate({"llm": {"model": "openai/fake"}})
+    conversation = await supervisor.create(request)
+    await conversation.send_message(to_message([TextPart(text="remember me")]), run=False)
+    events_before = [e.id for e in conversation.log.events]
+    assert events_before
+
+    async def idle_for(seconds: float) -> None:
+        mock_clock.jump(seconds)
+        await trio.testing.wait_all_tasks_blocked()
+
+    # A socket keeps it loaded however long it stays quiet.
+    with conversation.log.subscribe(None):
+        await idle_for(3 * 600)
+        assert supervisor.loaded[conversation.id] is conversation
+    # Each use restarts the idle time.
+    await idle_for(500)
+    assert await supervisor.get(conversation.id) is conversation
+    await idle_for(500)
+    assert not conversation.unloading
+
+    await idle_for(200)
+    assert conversation.unloading
+    await conversation.closed.wait()
+    assert conversation.id not in supervisor.loaded
+    assert supervisor.statistics()["conversations"] == 1
+    again = await supervisor.get(conversation.id)
+    assert again is not conversation
+    assert [e.id for e in again.log.events] == events_before

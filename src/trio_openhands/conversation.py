@@ -95,6 +95,8 @@ class Conversation:
         self.nursery: trio.Nursery | None = None
         self.closed = trio.Event()
         self.deleted = False
+        self.unloading = False
+        self.last_used = trio.current_time()
         self._host = AsyncioHost(f"conversation-{record.id.hex[:8]}")
         self._run_limiter = run_limiter
         self._save = save  # persists the record: a restart must know a run was in progress
@@ -127,6 +129,19 @@ class Conversation:
         if self._run_scope is not None and not self.waiting_for_slot:
             return "running"
         return sdk_bridge.status_of(self.sdk)
+
+    def touch(self) -> None:
+        """Note a use: an unused conversation is unloaded after `idle_unload_seconds`."""
+        self.last_used = trio.current_time()
+
+    async def wait_unused(self, idle_seconds: float) -> None:
+        """Return once no run, socket or request has used the conversation for `idle_seconds`."""
+        while True:
+            await trio.sleep_until(self.last_used + idle_seconds)
+            if self.running or self.log.statistics()["subscribers"]:
+                self.touch()
+            elif trio.current_time() >= self.last_used + idle_seconds:
+                return
 
     # -- events from the SDK (its threads, its lock held: hand over, never wait) --------
 

@@ -57,6 +57,9 @@ class Settings:
     # Seconds a shutdown gives conversations to pause and persist, then open connections
     # to finish (Hypercorn holds idle keep-alive connections open for all of it).
     graceful_timeout: float = 0.5
+    # A loaded conversation nothing has used (no run, socket or request) for this long is
+    # unloaded to free its memory, and loaded again on next use; 0 keeps them loaded.
+    idle_unload_seconds: float = 600.0
     # Seconds between server pings on WebSockets (None: no pings); for proxies that drop
     # idle connections.
     websocket_ping_interval: float | None = None
@@ -83,6 +86,8 @@ class Settings:
         }
         if env.get("OPENHANDS_MAX_CONCURRENT_RUNS"):
             values["max_concurrent_runs"] = int(env["OPENHANDS_MAX_CONCURRENT_RUNS"])
+        if env.get("OPENHANDS_IDLE_UNLOAD_SECONDS"):
+            values["idle_unload_seconds"] = float(env["OPENHANDS_IDLE_UNLOAD_SECONDS"])
         if env.get("OPENHANDS_GRACEFUL_TIMEOUT"):
             values["graceful_timeout"] = float(env["OPENHANDS_GRACEFUL_TIMEOUT"])
         if env.get("OPENHANDS_WS_PING_INTERVAL"):

@@ -182,7 +182,10 @@ class Supervisor:
         """The loaded conversation, loading it from disk on first use; NotFound if unknown
         or being deleted."""
         if (loaded := self.loaded.get(conversation_id)) is not None and not loaded.deleted:
-            return loaded
+            if not loaded.unloading:
+                loaded.touch()
+                return loaded
+            await loaded.closed.wait()  # being unloaded: load it again once it is closed
         record = self.records.get(conversation_id)
         if record is None:
             raise NotFound(f"Conversation not found: {conversation_id}")
@@ -240,13 +243,27 @@ class Supervisor:
     async def _host_conversation(
         self, conversation: Conversation, *, task_status: trio.TaskStatus[None]
     ) -> None:
-        """The conversation's own task: its scope and nursery live exactly as long as it does."""
+        """The conversation's own task: its scope and nursery live exactly as long as it does.
+
+        It ends when cancelled (delete, shutdown) or, to bound memory, once nothing has used
+        the conversation for `idle_unload_seconds`: the SDK object, its tools and the event
+        log are released, and the conversation stays listed, to be loaded again on use."""
         try:
             with conversation.scope:
                 async with trio.open_nursery() as conversation_nursery:
                     conversation.nursery = conversation_nursery
                     task_status.started()
-                    await trio.sleep_forever()
+                    idle_seconds = self.settings.idle_unload_seconds
+                    if idle_seconds > 0:
+                        await conversation.wait_unused(idle_seconds)
+                        conversation.unloading = True  # the next get() loads it afresh
+                        log.info(
+                            "conversation %s: unloaded after %.0f s unused",
+                            conversation.id,
+                            idle_seconds,
+                        )
+                    else:
+                        await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
                 await self._release(conversation)
@@ -258,7 +275,8 @@ class Supervisor:
             await trio.to_thread.run_sync(storage.remove_tree, folder)
             log.info("conversation %s: deleted", conversation.id)
         else:
-            await conversation.close_runtime(CLOSE_GOING_AWAY, "server shutting down")
+            reason = "conversation unloaded" if conversation.unloading else "server shutting down"
+            await conversation.close_runtime(CLOSE_GOING_AWAY, reason)
             await self.save(conversation)
         self.loaded.pop(conversation.id, None)
         conversation.closed.set()
