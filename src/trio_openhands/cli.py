@@ -91,8 +91,6 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    # Hypercorn's error log has a handler of its own: without this, each line shows twice.
-    logging.getLogger("hypercorn.error").propagate = False
     for noisy in ("LiteLLM", "litellm", "httpx", "openhands"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 

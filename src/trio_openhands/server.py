@@ -31,6 +31,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config.graceful_timeout = settings.graceful_timeout
     config.accesslog = None
     config.loglevel = settings.log_level
+    # A logger, not "-": Hypercorn then adds no handler of its own, and its lines go through
+    # ours once (with a "-" target it prints them itself and propagates them too).
+    config.errorlog = logging.getLogger("hypercorn.error")
     # Off unless configured: Hypercorn 0.18 never times out a missing pong, and its ping task
     # outlives a closed socket, holding every shutdown for its whole graceful_timeout.
     config.websocket_ping_interval = settings.websocket_ping_interval
