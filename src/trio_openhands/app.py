@@ -138,7 +138,7 @@ def create_app(
         await app.start_supervisor()
         if shutdown_requested is not None:
             await app.nursery.start(app.begin_shutdown_when, shutdown_requested)
-        log.info("serving; conversations in %s", settings.conversations_dir.resolve())
+        log.info("serving; conversations in %s", settings.conversations_dir.absolute())
 
     @app.after_serving
     async def _stop() -> None:  # pyright: ignore[reportUnusedFunction]
