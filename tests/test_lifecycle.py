@@ -71,6 +71,7 @@ async def test_restart_keeps_status_events_and_the_key(
     try:
         restored = (await second.client.get(f"/conversations/{info['id']}")).json()
         assert restored["status"] == "finished"
+        assert restored["metrics"]["prompt_tokens"] > 0, "known before it is loaded again"
         assert restored["llm"]["api_key"] == "**********"
         assert [e["id"] for e in await events_of(second, info["id"])] == [
             e["id"] for e in events_before

@@ -52,6 +52,7 @@ class ConversationRecord:
     title: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     status: str = "idle"  # last known; the live one comes from the SDK when loaded
+    metrics: dict[str, Any] | None = None  # last known tokens and cost, for listings
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class ConversationRecord:
             "title": self.title,
             "tags": self.tags,
             "status": self.status,
+            "metrics": self.metrics,
         }
 
     @classmethod
@@ -74,6 +76,7 @@ class ConversationRecord:
             title=data.get("title"),
             tags=data.get("tags") or {},
             status=data.get("status", "idle"),
+            metrics=data.get("metrics"),
         )
 
 

@@ -288,6 +288,8 @@ class Supervisor:
             return
         record = conversation.record
         record.status = conversation.status
+        if conversation.sdk is not None:
+            record.metrics = sdk_bridge.metrics_of(conversation.sdk)
         await storage.write_meta(self.settings.conversations_dir, record.id.hex, record.to_json())
 
     async def delete(self, conversation_id: uuid.UUID) -> None:

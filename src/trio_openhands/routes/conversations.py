@@ -49,7 +49,7 @@ def conversation_info(record: ConversationRecord, loaded: Conversation | None) -
         "updated_at": record.updated_at.isoformat(),
         "metrics": metrics_of(loaded.sdk)
         if loaded is not None and loaded.sdk is not None
-        else None,
+        else record.metrics,
         "event_count": len(loaded.log) if loaded is not None else None,
         "waiting_for_run_slot": loaded.waiting_for_slot if loaded is not None else False,
     }
