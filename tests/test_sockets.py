@@ -10,11 +10,13 @@ every run, with no timing involved.
 from __future__ import annotations
 
 import json
+import signal
 import socket as stdlib_socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpx
 import trio
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
@@ -27,7 +29,14 @@ from wsproto.events import (
     TextMessage,
 )
 
-from tests.conftest import LiveServer, start_server, test_settings, wait_status
+from tests.conftest import (
+    LiveServer,
+    free_port,
+    start_cli_server,
+    start_server,
+    test_settings,
+    wait_status,
+)
 from tests.test_events import (
     agent_says,
     all_events,
@@ -365,3 +374,40 @@ async def test_inbound_frames(server: LiveServer, fake_llm: FakeLLM) -> None:
     assert len(user) == 1
     assert "over the socket" in json.dumps(user[0])
     await wait_status(server, conversation_id, "finished")
+
+
+async def test_a_client_that_stops_reading_cannot_keep_the_server_running(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """A replay blocked on a client that never reads holds a socket write Hypercorn will
+    not cancel; after SIGTERM the process still ends, its conversations saved."""
+    port = free_port()
+    process = await start_cli_server(tmp_path, port, wait_for="/ready")
+    url = f"http://127.0.0.1:{port}"
+    live = LiveServer(
+        url=url,
+        settings=test_settings(tmp_path),
+        client=httpx.AsyncClient(base_url=url, timeout=30),
+        stop=trio.Event(),
+        stopped=trio.Event(),
+    )
+    try:
+        conversation_id = await create(live, fake_llm)
+        await send(live, conversation_id, BIG_TEXT, run=False)
+        stuck = await RawSocket.open(live, socket_path(conversation_id, "resend_all=true"))
+        started = trio.current_time()
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            code = await process.wait()
+        assert code == 0, "exited after saving every conversation"
+        assert trio.current_time() - started < 5
+        await stuck.aclose()
+    finally:
+        await live.client.aclose()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    meta = json.loads(
+        (tmp_path / "conversations" / conversation_id.replace("-", "") / "meta.json").read_text()
+    )
+    assert meta["status"] == "idle"

@@ -8,7 +8,10 @@ a 1001 close frame, then Hypercorn stops. `serve()` reports the bound URLs throu
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
+import time
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -40,6 +43,41 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+# After a signal, how long past the graceful timeout the process may take before it is ended.
+HARD_STOP_MARGIN_SECONDS = 1.0
+
+
+class HardStop(threading.Thread):
+    """Ends the process if a signalled shutdown overruns its deadline.
+
+    Hypercorn shields each socket write from cancellation, so a client that stops reading
+    in the middle of a large frame would otherwise keep the process alive until it goes away.
+    Runs are paused and persisted first (`state_saved`), so ending then loses nothing: the
+    exit status says whether that part had finished.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(name="hard-stop", daemon=True)
+        self.seconds = seconds
+        self.state_saved = False
+
+    def run(self) -> None:
+        time.sleep(self.seconds)  # a plain thread: the Trio loop may be the one that is stuck
+        log.warning(
+            "shutdown still blocked %.1f s after the signal (a client not reading?): exiting%s",
+            self.seconds,
+            "" if self.state_saved else " BEFORE every conversation was saved",
+        )
+        logging.shutdown()
+        os._exit(0 if self.state_saved else 1)
+
+
+def arm_hard_stop(seconds: float) -> HardStop:
+    hard_stop = HardStop(seconds)
+    hard_stop.start()
+    return hard_stop
+
+
 async def wait_for_signal() -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -60,9 +98,12 @@ async def serve(
     async def trigger(app: OpenHandsApp) -> None:
         if shutdown_trigger is None:
             await wait_for_signal()
+            hard_stop = arm_hard_stop(settings.graceful_timeout + HARD_STOP_MARGIN_SECONDS)
+            await app.begin_shutdown()
+            hard_stop.state_saved = True
         else:
             await shutdown_trigger.wait()
-        await app.begin_shutdown()
+            await app.begin_shutdown()
 
     await hypercorn_serve(
         app, config, shutdown_trigger=partial(trigger, app), task_status=task_status
