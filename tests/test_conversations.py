@@ -185,3 +185,21 @@ async def test_unknown_and_malformed_ids(server: LiveServer) -> None:
     assert "nope" in bad_tool.json()["detail"][0]["msg"]
     unknown_page = await server.client.get("/conversations/search", params={"page_id": "abc"})
     assert unknown_page.status_code == 400
+
+
+async def test_secrets_are_never_stored_or_shown_in_plain_text(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    mcp_config = {
+        "example": {"command": "example-mcp", "env": {"EXAMPLE_TOKEN": "mcp-secret-value"}}
+    }
+    info = await start(server, fake_llm, None, mcp_config=mcp_config)
+    shown = (await server.client.get(f"/conversations/{info['id']}")).json()
+    assert "mcp-secret-value" not in str(shown)
+    assert "test-key" not in str(shown)
+    folder = server.settings.conversations_dir / info["id"].replace("-", "")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert b"mcp-secret-value" not in content, path
+            assert b"test-key" not in content, path

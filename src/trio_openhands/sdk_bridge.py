@@ -50,6 +50,25 @@ def redact_llm(spec: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def redact_mcp_config(mcp_config: dict[str, Any]) -> dict[str, Any]:
+    """MCP servers as shown and stored by us: their `env` and `headers` values redacted.
+    The SDK keeps the real values, encrypted with the server secret, in its own state."""
+    shown: dict[str, Any] = {}
+    for name, server in mcp_config.items():
+        if not isinstance(server, dict):
+            shown[name] = server
+            continue
+        shown[name] = {
+            key: (
+                {k: REDACTED for k in value}
+                if key in ("env", "headers") and isinstance(value, dict)
+                else value
+            )
+            for key, value in server.items()
+        }
+    return shown
+
+
 def build_agent(request: StartConversationRequest, llm: LLM) -> Any:
     from openhands.sdk import Agent, AgentContext, Tool
 

@@ -116,6 +116,7 @@ class Supervisor:
         )
         stored_request["llm"] = {k: v for k, v in request.llm.items() if k != "api_key"}
         stored_request["has_api_key"] = bool(request.llm.get("api_key"))
+        stored_request["mcp_config"] = sdk_bridge.redact_mcp_config(request.mcp_config)
         conversation, _ = await self.create_with_agent(
             None,
             agent,
