@@ -45,6 +45,15 @@ class LiveServer:
     def ws_url(self, path: str) -> str:
         return self.url.replace("http://", "ws://") + path
 
+    @classmethod
+    def of_process(cls, port: int, settings: Settings) -> LiveServer:
+        """A client for a server in another process (`start_cli_server`); signal it to stop."""
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.AsyncClient(base_url=url, timeout=30)
+        return cls(
+            url=url, settings=settings, client=client, stop=trio.Event(), stopped=trio.Event()
+        )
+
 
 async def wait_for_event(
     server: LiveServer, conversation_id: str, predicate: Callable[[dict[str, Any]], bool]

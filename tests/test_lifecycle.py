@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
@@ -180,14 +179,7 @@ async def test_kill_9_during_a_tool_call_is_reported_and_resumable(
         OPENHANDS_WORKSPACE_DIR=str(tmp_path / "project"),
         OH_SECRET_KEY="crash-test",
     )
-    url = f"http://127.0.0.1:{port}"
-    crashed = LiveServer(
-        url=url,
-        settings=test_settings(tmp_path),
-        client=httpx.AsyncClient(base_url=url, timeout=30),
-        stop=trio.Event(),
-        stopped=trio.Event(),
-    )
+    crashed = LiveServer.of_process(port, test_settings(tmp_path))
     try:
         tag = fake_llm.script(
             "crash", [tool_call("terminal", {"command": "sleep 30"}), text("resumed")]

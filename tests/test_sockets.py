@@ -16,7 +16,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import trio
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
@@ -383,14 +382,7 @@ async def test_a_client_that_stops_reading_cannot_keep_the_server_running(
     not cancel; after SIGTERM the process still ends, its conversations saved."""
     port = free_port()
     process = await start_cli_server(tmp_path, port, wait_for="/ready")
-    url = f"http://127.0.0.1:{port}"
-    live = LiveServer(
-        url=url,
-        settings=test_settings(tmp_path),
-        client=httpx.AsyncClient(base_url=url, timeout=30),
-        stop=trio.Event(),
-        stopped=trio.Event(),
-    )
+    live = LiveServer.of_process(port, test_settings(tmp_path))
     try:
         conversation_id = await create(live, fake_llm)
         await send(live, conversation_id, BIG_TEXT, run=False)
