@@ -12,7 +12,7 @@ SHELL := bash
 export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (as pip here does): with uv's bundled roots, a machine
 # whose registry traffic passes a local CA fails to download unless SSL_CERT_FILE is set.
-export UV_NATIVE_TLS ?= 1
+export UV_SYSTEM_CERTS ?= 1
 
 # PYTHON and UV_VERSION are only used to bootstrap .tools/ when uv is not on PATH.
 PYTHON     ?= python3
