@@ -230,7 +230,7 @@ class Conversation:
         if self.status in ("idle", "running"):
             # Not running, or cancelled while waiting for a slot: the SDK records the pause.
             await trio.to_thread.run_sync(self.sdk.pause)
-        self.record.status = self.status
+            await self._save(self)  # an ended run task has saved the record itself
 
     def resume(self) -> None:
         if self._run_scope is None and self.status not in _NOTHING_TO_RESUME:

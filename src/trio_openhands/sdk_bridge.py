@@ -41,15 +41,6 @@ def build_llm(spec: dict[str, Any], default_api_key: str | None) -> LLM:
         raise ValidationFailed(errors_from(error, ("body", "llm"))) from None
 
 
-def redact_llm(spec: dict[str, Any]) -> dict[str, Any]:
-    """What ConversationInfo shows of the LLM settings: never the key itself."""
-    shown = dict(spec)
-    for secret_field in ("api_key", "aws_access_key_id", "aws_secret_access_key"):
-        if shown.get(secret_field):
-            shown[secret_field] = REDACTED
-    return shown
-
-
 def redact_mcp_config(mcp_config: dict[str, Any]) -> dict[str, Any]:
     """MCP servers as shown and stored by us: their `env` and `headers` values redacted.
     The SDK keeps the real values, encrypted with the server secret, in its own state."""
@@ -161,12 +152,6 @@ def metrics_of(conversation: LocalConversation) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens if usage else 0,
         "completion_tokens": usage.completion_tokens if usage else 0,
     }
-
-
-def has_pending_actions(conversation: LocalConversation) -> bool:
-    from openhands.sdk.conversation.state import ConversationState
-
-    return bool(ConversationState.get_unmatched_actions(conversation.state.events))
 
 
 def blocking_recover_interrupted_run(conversation: LocalConversation) -> None:

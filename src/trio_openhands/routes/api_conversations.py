@@ -292,7 +292,6 @@ async def pause_conversation(raw_id: str) -> Response:
     the status after the pause, and so does every read from then on."""
     conversation = await loaded(raw_id)
     await conversation.pause()
-    await supervisor().save(conversation)
     return success(conversation)
 
 

@@ -116,7 +116,6 @@ async def get_conversation(raw_id: str) -> Response:
 async def pause_conversation(raw_id: str) -> Response:
     conversation = await supervisor().get(parse_conversation_id(raw_id))
     await conversation.pause()
-    await supervisor().save(conversation)
     return json_response({"success": True, "status": conversation.status})
 
 
