@@ -72,7 +72,11 @@ async def test_errors_are_json(app: OpenHandsApp, client: QuartClient) -> None:
     assert missing_field.status_code == 422
     assert (await missing_field.get_json())["detail"][0]["loc"] == ["body", "llm"]
 
-    too_big = await client.post("/conversations", data=b"x" * (17 * 1024 * 1024))
+    too_big = await client.post(
+        "/conversations",
+        data=b"x" * (17 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+    )
     assert too_big.status_code == 413
     assert "detail" in await too_big.get_json()
 

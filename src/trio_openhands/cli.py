@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         "OPENHANDS_CORS_ORIGINS, comma-separated)",
     )
     parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        dest="allowed_hosts",
+        help="accept this Host name besides the loopback ones (repeatable; env "
+        "OPENHANDS_ALLOWED_HOSTS, comma-separated; `*` for any)",
+    )
+    parser.add_argument(
         "--log-level",
         default=None,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -82,6 +90,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         workspace_dir=args.workspace_dir,
         session_api_keys=tuple(args.session_api_keys) if args.session_api_keys else None,
         cors_origins=tuple(args.cors_origins) if args.cors_origins else None,
+        allowed_hosts=tuple(args.allowed_hosts) if args.allowed_hosts else None,
         log_level=args.log_level,
         max_concurrent_runs=args.max_concurrent_runs,
     )

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
 def _session_api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -65,6 +66,14 @@ class Settings:
     websocket_ping_interval: float | None = None
     # Start importing the SDK as soon as the server serves (tests may turn this off).
     preload_sdk: bool = True
+    # Host names (besides the loopback ones) accepted in the `Host` header while bound to a
+    # loopback address; `*` accepts any. Bound elsewhere, any host is accepted unless this
+    # is set. Refusing foreign hosts defeats DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
+    # Seconds a request may take to deliver its body once a handler reads it (408 after).
+    body_timeout: float = 20.0
+    # Directories every conversation's working directory must lie under (empty: anywhere).
+    working_dir_roots: tuple[Path, ...] = ()
     llm_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -80,6 +89,10 @@ class Settings:
             "workspace_dir": Path(env.get("OPENHANDS_WORKSPACE_DIR") or "workspace/project"),
             "session_api_keys": _session_api_keys(env),
             "cors_origins": _split_list(env.get("OPENHANDS_CORS_ORIGINS")),
+            "allowed_hosts": _split_list(env.get("OPENHANDS_ALLOWED_HOSTS")),
+            "working_dir_roots": tuple(
+                Path(item) for item in _split_list(env.get("OPENHANDS_WORKING_DIR_ROOTS"))
+            ),
             "log_level": (env.get("OPENHANDS_LOG_LEVEL") or "INFO").upper(),
             "secret_key": env.get("OH_SECRET_KEY") or None,
             "llm_api_key": env.get("LITELLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
@@ -92,10 +105,17 @@ class Settings:
             values["graceful_timeout"] = float(env["OPENHANDS_GRACEFUL_TIMEOUT"])
         if env.get("OPENHANDS_WS_PING_INTERVAL"):
             values["websocket_ping_interval"] = float(env["OPENHANDS_WS_PING_INTERVAL"])
+        if env.get("OPENHANDS_BODY_TIMEOUT"):
+            values["body_timeout"] = float(env["OPENHANDS_BODY_TIMEOUT"])
         if env.get("OPENHANDS_SUBSCRIBER_BUFFER"):
             values["subscriber_buffer"] = int(env["OPENHANDS_SUBSCRIBER_BUFFER"])
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def binds_loopback(self) -> bool:
+        """Bound to a loopback address only: then only loopback names are valid `Host`s."""
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
 
     def with_changes(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
