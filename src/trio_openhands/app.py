@@ -14,18 +14,17 @@ import time
 from typing import TYPE_CHECKING
 
 import trio
-from quart import Response
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from trio_openhands.errors import install_error_handlers
-from trio_openhands.http_connection import ShieldedEndHTTPConnection
 from trio_openhands.routes import (
     api_conversations,
     api_events,
     api_sockets,
     conversations,
     events,
+    openapi,
     server,
     sockets,
 )
@@ -44,8 +43,6 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 class OpenHandsApp(QuartTrio):
     """QuartTrio plus the server's collaborators, typed for the route modules."""
-
-    asgi_http_class = ShieldedEndHTTPConnection
 
     settings: Settings
     sdk_loader: SdkLoader
@@ -79,13 +76,6 @@ class OpenHandsApp(QuartTrio):
         self._supervisor = await self.nursery.start(run_supervisor)
         if self.settings.preload_sdk:
             self.nursery.start_soon(self.sdk_loader.load)
-
-    async def make_default_options_response(self) -> Response:
-        """`OPTIONS` without a CORS preflight: 204 and `Allow`, no HTML body."""
-        response = await super().make_default_options_response()
-        answer = Response("", status=204, headers={"Allow": response.headers["Allow"]})
-        del answer.headers["Content-Type"]
-        return answer
 
     async def begin_shutdown(self) -> None:
         """Pause runs, persist, close sockets with 1001; safe to call more than once."""
@@ -124,7 +114,6 @@ def create_app(
     app.started_at = time.monotonic()
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        BODY_TIMEOUT=settings.body_timeout,
         BACKGROUND_TASK_SHUTDOWN_TIMEOUT=settings.graceful_timeout + 1,
         PROVIDE_AUTOMATIC_OPTIONS=True,
     )
@@ -135,12 +124,13 @@ def create_app(
         swagger_ui_path="/docs",
         redoc_ui_path="/redocs",
         scalar_ui_path=None,
+        openapi_provider_class=openapi.ApiSpec,
         security_schemes={
             "SessionKey": {"type": "apiKey", "in_": "header", "name": "X-Session-API-Key"}
         },
     )
     install_error_handlers(app)
-    install_security(app, settings)
+    install_security(app, settings.session_api_keys, settings.cors_origins)
     api_modules = (api_conversations, api_events, api_sockets)
     for module in (server, conversations, events, sockets, *api_modules):
         app.register_blueprint(module.blueprint)

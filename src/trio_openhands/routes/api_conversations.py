@@ -31,6 +31,18 @@ from trio_openhands.conversation import utc_now
 from trio_openhands.errors import Conflict, NotFound, ValidationFailed
 from trio_openhands.event_log import Transient
 from trio_openhands.routes.common import app, json_response, parse_conversation_id, supervisor
+from trio_openhands.routes.openapi import (
+    BODY,
+    LOADS,
+    ApiConversationInfo,
+    ApiConversationPage,
+    ApiConversations,
+    ApiSuccessStatus,
+    Count,
+    FinalResponse,
+    Success,
+    responses,
+)
 from trio_openhands.validation import parse_body, parse_query
 
 if TYPE_CHECKING:
@@ -129,6 +141,7 @@ def _refuse_unsupported(request: ApiStartConversationRequest) -> None:
 
 @blueprint.post("/api/conversations")
 @document_request(ApiStartConversationRequest)
+@responses({200: ApiConversationInfo, 201: ApiConversationInfo}, *BODY, 503)
 async def start_conversation() -> Response:
     """201 with the new conversation; 200 with the existing one when `conversation_id`
     names a conversation that exists (nothing is changed then)."""
@@ -183,6 +196,7 @@ async def start_conversation() -> Response:
 
 @blueprint.get("/api/conversations/search")
 @document_querystring(ApiConversationSearchQuery)
+@responses(ApiConversationPage, 400, 422)
 async def search_conversations() -> Response:
     """`next_page_id` is the dashless id of the next page's first item; an unknown
     `page_id` is a 400 (the reference silently starts over)."""
@@ -197,6 +211,7 @@ async def search_conversations() -> Response:
 
 @blueprint.get("/api/conversations/count")
 @document_querystring(ApiCountQuery)
+@responses(Count, 422)
 async def count_conversations() -> Response:
     query = parse_query(ApiCountQuery)
     return json_response(
@@ -206,6 +221,7 @@ async def count_conversations() -> Response:
 
 @blueprint.get("/api/conversations")
 @document_querystring(ApiBatchQuery)
+@responses(ApiConversations, 422)
 async def batch_get_conversations() -> Response:
     query = parse_query(ApiBatchQuery, frozenset({"ids"}))
     items: list[dict[str, Any] | None] = []
@@ -217,6 +233,7 @@ async def batch_get_conversations() -> Response:
 
 @blueprint.get("/api/conversations/<raw_id>")
 @document_querystring(ApiInfoQuery)
+@responses(ApiConversationInfo, 404, 422)
 async def get_conversation(raw_id: str) -> Response:
     query = parse_query(ApiInfoQuery)
     conversation_id = parse_conversation_id(raw_id)
@@ -227,6 +244,7 @@ async def get_conversation(raw_id: str) -> Response:
 
 
 @blueprint.get("/api/conversations/<raw_id>/agent_final_response")
+@responses(FinalResponse, *LOADS)
 async def agent_final_response(raw_id: str) -> Response:
     conversation = await loaded(raw_id)
     # Newest first, narrowed to what can answer, so only those few are parsed.
@@ -243,6 +261,7 @@ async def agent_final_response(raw_id: str) -> Response:
 
 @blueprint.patch("/api/conversations/<raw_id>")
 @document_request(ApiUpdateConversationRequest)
+@responses(Success, 404, *BODY)
 async def update_conversation(raw_id: str) -> Response:
     """Title and tags, persisted at once and pushed to the conversation's sockets."""
     conversation_id = parse_conversation_id(raw_id)
@@ -268,6 +287,7 @@ async def update_conversation(raw_id: str) -> Response:
 
 
 @blueprint.delete("/api/conversations/<raw_id>")
+@responses(Success, *LOADS)
 async def delete_conversation(raw_id: str) -> Response:
     """Stops any run, closes the conversation's sockets (4004) and removes its files."""
     await supervisor().delete(parse_conversation_id(raw_id))
@@ -275,6 +295,7 @@ async def delete_conversation(raw_id: str) -> Response:
 
 
 @blueprint.post("/api/conversations/<raw_id>/run")
+@responses(ApiSuccessStatus, 409, *LOADS)
 async def run_conversation(raw_id: str) -> Response:
     """Starts a run; 409 if one is in progress. That run is still told to look again
     before it ends, so whatever was sent before this request is never left unanswered."""
@@ -287,6 +308,7 @@ async def run_conversation(raw_id: str) -> Response:
 
 
 @blueprint.post("/api/conversations/<raw_id>/pause")
+@responses(ApiSuccessStatus, *LOADS)
 async def pause_conversation(raw_id: str) -> Response:
     """Stops the agent at once (an LLM call in flight is aborted); the answer carries
     the status after the pause, and so does every read from then on."""
@@ -296,6 +318,7 @@ async def pause_conversation(raw_id: str) -> Response:
 
 
 @blueprint.post("/api/conversations/<raw_id>/interrupt")
+@responses(ApiSuccessStatus, *LOADS)
 async def interrupt_conversation(raw_id: str) -> Response:
     """The same as pause here: both abort the step in flight."""
     return await pause_conversation(raw_id)
@@ -303,6 +326,7 @@ async def interrupt_conversation(raw_id: str) -> Response:
 
 @blueprint.post("/api/conversations/<raw_id>/secrets")
 @document_request(UpdateSecretsRequest)
+@responses(Success, *BODY, *LOADS)
 async def update_secrets(raw_id: str) -> Response:
     request = await parse_body(UpdateSecretsRequest)
     conversation = await loaded(raw_id)
@@ -314,6 +338,7 @@ async def update_secrets(raw_id: str) -> Response:
 
 @blueprint.post("/api/conversations/<raw_id>/confirmation_policy")
 @document_request(ConfirmationPolicyRequest)
+@responses(Success, *BODY, *LOADS)
 async def set_confirmation_policy(raw_id: str) -> Response:
     request = await parse_body(ConfirmationPolicyRequest)
     conversation = await loaded(raw_id)
@@ -328,6 +353,7 @@ async def set_confirmation_policy(raw_id: str) -> Response:
 
 @blueprint.post("/api/conversations/<raw_id>/security_analyzer")
 @document_request(SecurityAnalyzerRequest)
+@responses(Success, *BODY, *LOADS)
 async def set_security_analyzer(raw_id: str) -> Response:
     request = await parse_body(SecurityAnalyzerRequest)
     conversation = await loaded(raw_id)

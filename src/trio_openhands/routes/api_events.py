@@ -21,6 +21,16 @@ from trio_openhands.models import EventSearchQuery
 from trio_openhands.routes import events
 from trio_openhands.routes.api_conversations import loaded, success
 from trio_openhands.routes.common import json_response, raw_json
+from trio_openhands.routes.openapi import (
+    BODY,
+    LOADS,
+    ApiSuccessStatus,
+    Count,
+    Event,
+    EventPage,
+    Events,
+    responses,
+)
 from trio_openhands.validation import parse_body, parse_query
 
 blueprint = Blueprint("api_events", __name__)
@@ -30,6 +40,7 @@ MAX_BATCH = 100
 
 @blueprint.get("/api/conversations/<raw_id>/events/search")
 @document_querystring(EventSearchQuery)
+@responses(EventPage, 400, *LOADS)
 async def search_events(raw_id: str) -> Response:
     """`{"items": [Event], "next_page_id"}`; `next_page_id` is the next page's first event."""
     return await events.search_events(raw_id)
@@ -37,6 +48,7 @@ async def search_events(raw_id: str) -> Response:
 
 @blueprint.get("/api/conversations/<raw_id>/events/count")
 @document_querystring(EventSearchQuery)
+@responses(Count, *LOADS)
 async def count_events(raw_id: str) -> Response:
     """How many events match the search filters (paging parameters are ignored)."""
     query = parse_query(EventSearchQuery)
@@ -46,11 +58,13 @@ async def count_events(raw_id: str) -> Response:
 
 
 @blueprint.get("/api/conversations/<raw_id>/events/<event_id>")
+@responses(Event, *LOADS)
 async def get_event(raw_id: str, event_id: str) -> Response:
     return await events.get_event(raw_id, event_id)
 
 
 @blueprint.get("/api/conversations/<raw_id>/events")
+@responses(Events, 413, *LOADS)
 async def batch_get_events(raw_id: str) -> Response:
     """Events by id, `null` for unknown ones: ids as `?event_ids=` (repeated), or as the
     reference takes them, a JSON array in the GET body. At most 100 either way."""
@@ -80,6 +94,7 @@ async def batch_get_events(raw_id: str) -> Response:
 
 @blueprint.post("/api/conversations/<raw_id>/events")
 @document_request(ApiSendMessageRequest)
+@responses(ApiSuccessStatus, *BODY, *LOADS)
 async def send_message(raw_id: str) -> Response:
     """A user message; with `"run": true` the agent also starts on it (default false)."""
     message_request = await parse_body(ApiSendMessageRequest)
@@ -92,6 +107,7 @@ async def send_message(raw_id: str) -> Response:
 
 @blueprint.post("/api/conversations/<raw_id>/events/respond_to_confirmation")
 @document_request(ApiConfirmationResponse)
+@responses(ApiSuccessStatus, *BODY, *LOADS)
 async def respond_to_confirmation(raw_id: str) -> Response:
     """Accept runs the pending actions; reject records a rejection for each (the
     conversation is then idle, ready for the next message or run)."""

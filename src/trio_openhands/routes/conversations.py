@@ -17,6 +17,16 @@ from trio_openhands.models import (
     StartConversationRequest,
 )
 from trio_openhands.routes.common import json_response, parse_conversation_id, supervisor
+from trio_openhands.routes.openapi import (
+    BODY,
+    LOADS,
+    ConversationInfo,
+    ConversationPage,
+    Conversations,
+    Success,
+    SuccessStatus,
+    responses,
+)
 from trio_openhands.sdk_bridge import REDACTED, metrics_of
 from trio_openhands.validation import parse_body, parse_query
 
@@ -62,6 +72,7 @@ def info_of(conversation: Conversation) -> dict[str, Any]:
 @blueprint.post("/conversations")
 @blueprint.post("/conversations/")
 @document_request(StartConversationRequest)
+@responses({201: ConversationInfo}, *BODY, 503)
 async def start_conversation() -> Response:
     request = await parse_body(StartConversationRequest)
     conversation = await supervisor().create(request)
@@ -71,6 +82,7 @@ async def start_conversation() -> Response:
 @blueprint.get("/conversations")
 @blueprint.get("/conversations/")
 @document_querystring(BatchQuery)
+@responses(Conversations, 422)
 async def batch_get_conversations() -> Response:
     query = parse_query(BatchQuery, frozenset({"ids"}))
     sup = supervisor()
@@ -87,6 +99,7 @@ async def batch_get_conversations() -> Response:
 @blueprint.get("/conversations/search")
 @blueprint.get("/conversations/search/")
 @document_querystring(ConversationSearchQuery)
+@responses(ConversationPage, 400, 422)
 async def search_conversations() -> Response:
     """Pages start at `page_id` (the id of the first item of the page, inclusive)."""
     query = parse_query(ConversationSearchQuery)
@@ -100,6 +113,7 @@ async def search_conversations() -> Response:
 
 @blueprint.get("/conversations/<raw_id>")
 @blueprint.get("/conversations/<raw_id>/")
+@responses(ConversationInfo, 404, 422)
 async def get_conversation(raw_id: str) -> Response:
     conversation_id = parse_conversation_id(raw_id)
     sup = supervisor()
@@ -113,6 +127,7 @@ async def get_conversation(raw_id: str) -> Response:
 
 @blueprint.post("/conversations/<raw_id>/pause")
 @blueprint.post("/conversations/<raw_id>/pause/")
+@responses(SuccessStatus, *LOADS)
 async def pause_conversation(raw_id: str) -> Response:
     conversation = await supervisor().get(parse_conversation_id(raw_id))
     await conversation.pause()
@@ -121,6 +136,7 @@ async def pause_conversation(raw_id: str) -> Response:
 
 @blueprint.post("/conversations/<raw_id>/resume")
 @blueprint.post("/conversations/<raw_id>/resume/")
+@responses(SuccessStatus, *LOADS)
 async def resume_conversation(raw_id: str) -> Response:
     conversation = await supervisor().get(parse_conversation_id(raw_id))
     conversation.resume()
@@ -129,6 +145,7 @@ async def resume_conversation(raw_id: str) -> Response:
 
 @blueprint.delete("/conversations/<raw_id>")
 @blueprint.delete("/conversations/<raw_id>/")
+@responses(Success, *LOADS)
 async def delete_conversation(raw_id: str) -> Response:
     await supervisor().delete(parse_conversation_id(raw_id))
     return json_response({"success": True})

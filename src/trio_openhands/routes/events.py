@@ -23,6 +23,15 @@ from trio_openhands.routes.common import (
     raw_json,
     supervisor,
 )
+from trio_openhands.routes.openapi import (
+    BODY,
+    LOADS,
+    Event,
+    EventPage,
+    Events,
+    SuccessStatus,
+    responses,
+)
 from trio_openhands.validation import parse_body, parse_query
 
 if TYPE_CHECKING:
@@ -67,6 +76,7 @@ def event_filter(query: EventSearchQuery) -> Callable[[LoggedEvent], bool]:
 @blueprint.get("/conversations/<raw_id>/events/search")
 @blueprint.get("/conversations/<raw_id>/events/search/")
 @document_querystring(EventSearchQuery)
+@responses(EventPage, 400, *LOADS)
 async def search_events(raw_id: str) -> Response:
     """Ordered by sequence number; `next_page_id` is the first event of the next page, so
     paging neither skips nor repeats while a run appends."""
@@ -96,6 +106,7 @@ async def search_events(raw_id: str) -> Response:
 @blueprint.get("/conversations/<raw_id>/events")
 @blueprint.get("/conversations/<raw_id>/events/")
 @document_querystring(EventBatchQuery)
+@responses(Events, *LOADS)
 async def batch_get_events(raw_id: str) -> Response:
     query = parse_query(EventBatchQuery, frozenset({"event_ids"}))
     conversation = await supervisor().get(parse_conversation_id(raw_id))
@@ -108,6 +119,7 @@ async def batch_get_events(raw_id: str) -> Response:
 
 @blueprint.get("/conversations/<raw_id>/events/<event_id>")
 @blueprint.get("/conversations/<raw_id>/events/<event_id>/")
+@responses(Event, *LOADS)
 async def get_event(raw_id: str, event_id: str) -> Response:
     conversation = await supervisor().get(parse_conversation_id(raw_id))
     event = conversation.log.get(event_id)
@@ -119,6 +131,7 @@ async def get_event(raw_id: str, event_id: str) -> Response:
 @blueprint.post("/conversations/<raw_id>/events")
 @blueprint.post("/conversations/<raw_id>/events/")
 @document_request(SendMessageRequest)
+@responses(SuccessStatus, *BODY, *LOADS)
 async def send_message(raw_id: str) -> Response:
     conversation_id = parse_conversation_id(raw_id)
     request = await parse_body(SendMessageRequest)
@@ -130,6 +143,7 @@ async def send_message(raw_id: str) -> Response:
 @blueprint.post("/conversations/<raw_id>/events/respond_to_confirmation")
 @blueprint.post("/conversations/<raw_id>/events/respond_to_confirmation/")
 @document_request(ConfirmationResponse)
+@responses(SuccessStatus, 409, *BODY, *LOADS)
 async def respond_to_confirmation(raw_id: str) -> Response:
     conversation_id = parse_conversation_id(raw_id)
     request = await parse_body(ConfirmationResponse)

@@ -10,6 +10,7 @@ from quart import Blueprint, Response
 
 from trio_openhands.models import KNOWN_TOOLS
 from trio_openhands.routes.common import app, json_response
+from trio_openhands.routes.openapi import Alive, Readiness, ServerInfo, responses
 
 blueprint = Blueprint("server", __name__)
 
@@ -23,11 +24,13 @@ def _version(package: str) -> str | None:
 
 @blueprint.get("/alive")
 @blueprint.get("/health")
+@responses(Alive)
 async def alive() -> Response:
     return json_response({"status": "ok"})
 
 
 @blueprint.get("/ready")
+@responses({200: Readiness, 503: Readiness})
 async def ready() -> Response:
     loader = app().sdk_loader
     if loader.ready and app().supervisor_ready:
@@ -41,6 +44,7 @@ async def ready() -> Response:
 
 @blueprint.get("/server_info")
 @blueprint.get("/")
+@responses(ServerInfo)
 async def server_info() -> Response:
     application = app()
     stats = application.supervisor.statistics() if application.supervisor_ready else {}

@@ -1,0 +1,340 @@
+"""What /openapi.json says each operation answers: success bodies and the JSON errors.
+
+The error shapes (errors.py's) are declared once here; each route names the statuses of its
+own with `@responses(...)`, so generated clients and `make fuzz` can check every answer.
+`ApiSpec` adds those that security.py and errors.py give any operation. SDK events and
+states stay free-form objects: only the fields we rely on are fixed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
+from quart_schema import DataSource, document_response
+from quart_schema.openapi import OpenAPIProvider
+
+from trio_openhands.security import OPEN_PATHS
+
+if TYPE_CHECKING:
+    from werkzeug.routing import BaseConverter, Rule
+
+Status = Literal[
+    "idle",
+    "running",
+    "paused",
+    "waiting_for_confirmation",
+    "finished",
+    "error",
+    "stuck",
+    "deleting",
+]
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class Detail(BaseModel):
+    """A plain error: `{"detail": "..."}`."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrors(BaseModel):
+    """The request is invalid: each field at fault, as pydantic reports it."""
+
+    detail: list[FieldError]
+
+
+class InternalError(BaseModel):
+    """An unexpected error; `error_id` finds its traceback in the server log."""
+
+    detail: str
+    error_id: str
+
+
+ERROR_MODELS: dict[int, type[BaseModel]] = {422: ValidationErrors, 500: InternalError}
+
+# Statuses shared by many routes: a body (`BODY`) is read, parsed and validated; an id
+# (`LOADS`) names a conversation loaded from disk on first use (503 while shutting down).
+BODY = (413, 422)
+LOADS = (404, 422, 503)
+# Statuses of every operation (security.py, errors.py): a Host this server does not answer
+# for, an unexpected error; on state-changing methods, a browser page of a foreign origin
+# without a key and a body that is not JSON; with session keys, a missing or wrong key.
+EVERY_OPERATION = (421, 500)
+STATE_CHANGING = {"post": (403, 415), "put": (403, 415), "patch": (403, 415), "delete": (403, 415)}
+ERROR_DESCRIPTIONS = {
+    400: "A query that names nothing (an unknown `page_id`)",
+    401: "No valid `X-Session-API-Key`",
+    403: "A request from a browser page of a foreign origin, without a key",
+    404: "No such conversation (or event)",
+    409: "Not possible in the conversation's current state",
+    413: "The body is larger than the server takes (16 MiB)",
+    415: "The body is not `application/json`",
+    421: "`Host` is not a name this server answers for",
+    422: "The request is invalid: each field at fault, as pydantic reports it",
+    500: "An unexpected error; `error_id` finds its traceback in the server log",
+    503: "The server is shutting down",
+}
+# Query parameters the handlers parse further than their models say (a 422 otherwise).
+DATE_TIME = {"type": "string", "format": "date-time"}
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+    "timestamp__gte": {"anyOf": [DATE_TIME, {"type": "null"}]},
+    "timestamp__lt": {"anyOf": [DATE_TIME, {"type": "null"}]},
+}
+
+# -- success bodies --------------------------------------------------------------------------
+
+
+class Alive(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Ready once the SDK is imported (503 until then, or if it failed)."""
+
+    status: Literal["ready", "initializing", "failed"]
+    detail: str | None = None
+
+
+class ServerInfo(BaseModel):
+    """Versions, uptime and the supervisor's counters."""
+
+    version: str | None
+    sdk_version: str | None
+    tools_version: str | None
+    python_version: str
+    uptime: float
+    sdk_ready: bool
+    usable_tools: list[str]
+    statistics: dict[str, int]
+
+
+class Event(BaseModel):
+    """An SDK event as the SDK serializes it; its other fields depend on its `kind`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    id: str
+    timestamp: str  # the SDK's naive local time
+    source: str
+
+
+class EventPage(BaseModel):
+    """One page; `next_page_id` is the first item of the next page, null on the last."""
+
+    items: list[Event]
+    next_page_id: str | None
+
+
+class Events(RootModel[list[Event | None]]):
+    """The events asked for, in order; null for an unknown id."""
+
+
+class Count(RootModel[int]):
+    """How many match."""
+
+    root: int = Field(ge=0)
+
+
+class ConversationInfo(BaseModel):
+    """A conversation: what was asked for (the LLM key redacted) and its live status."""
+
+    id: uuid.UUID
+    status: Status
+    title: str | None
+    tags: dict[str, str]
+    llm: dict[str, Any]
+    tools: list[dict[str, Any]]
+    mcp_config: dict[str, Any]
+    agent_context: dict[str, Any] | None
+    confirmation_mode: bool
+    workspace: dict[str, Any] | None
+    max_iterations: int | None
+    created_at: datetime
+    updated_at: datetime
+    metrics: dict[str, Any] | None
+    event_count: int | None
+    waiting_for_run_slot: bool
+
+
+class ConversationPage(BaseModel):
+    """One page; `next_page_id` is the first item of the next page, null on the last."""
+
+    items: list[ConversationInfo]
+    next_page_id: str | None
+
+
+class Conversations(RootModel[list[ConversationInfo | None]]):
+    """The conversations asked for, in order; null for an unknown id."""
+
+
+class ApiConversationInfo(BaseModel):
+    """The SDK's ConversationState (events aside) plus what the server keeps."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: uuid.UUID
+    execution_status: Status
+    title: str | None
+    tags: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    agent: dict[str, Any]
+    workspace: dict[str, Any]
+    confirmation_policy: dict[str, Any]
+    max_iterations: int
+    stuck_detection: bool
+    event_count: int = Field(default=0, description="only while the conversation is loaded")
+    waiting_for_run_slot: bool = Field(
+        default=False, description="only while the conversation is loaded"
+    )
+
+
+class ApiConversationPage(BaseModel):
+    """One page; `next_page_id` is the first item of the next page, null on the last."""
+
+    items: list[ApiConversationInfo]
+    next_page_id: str | None
+
+
+class ApiConversations(RootModel[list[ApiConversationInfo | None]]):
+    """The conversations asked for, in order; null for an unknown id."""
+
+
+class Success(BaseModel):
+    """Done."""
+
+    success: Literal[True]
+
+
+class SuccessStatus(BaseModel):
+    """Done; the conversation's status right after."""
+
+    success: Literal[True]
+    status: Status
+
+
+class ApiSuccessStatus(BaseModel):
+    """Done; the conversation's status right after."""
+
+    success: Literal[True]
+    execution_status: Status
+
+
+class FinalResponse(BaseModel):
+    """The agent's last answer (its finish message or last message), "" if none yet."""
+
+    response: str
+
+
+# -- the decorator and the spec ------------------------------------------------------------
+
+
+def responses[F: Callable[..., Any]](
+    ok: type[BaseModel] | dict[int, type[BaseModel]], *errors: int
+) -> Callable[[F], F]:
+    """Document the success body (200 unless given by status) and each error status."""
+    declared = dict(ok) if isinstance(ok, dict) else {200: ok}
+    declared.update({status: ERROR_MODELS.get(status, Detail) for status in errors})
+
+    def decorate(func: F) -> F:
+        for status, model in declared.items():
+            func = document_response(model, status)(func)
+        return func
+
+    return decorate
+
+
+class ApiSpec(OpenAPIProvider):
+    """quart-schema's spec, made exact for this server.
+
+    Each path once (a trailing-slash alias answers the same); operation ids unique across
+    both dialects; the conversation id named and typed as the 422s name it; the statuses
+    every operation can answer; and, when this server has session keys, the key and 401 on
+    every operation but the open ones."""
+
+    def schema(self) -> dict[str, Any]:
+        self._paths_served: dict[Callable[..., Any], int] = {}
+        for rule in self.generate_rules():
+            func = self._app.view_functions[rule.endpoint]
+            self._paths_served[func] = self._paths_served.get(func, 0) + 1
+        return super().schema()
+
+    def generate_rules(self) -> Any:
+        for rule in super().generate_rules():
+            if rule.rule == "/" or not rule.rule.endswith("/"):
+                yield rule
+
+    def build_querystring_parameters(
+        self, model: type[Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """quart-schema looks for `required` on each property, where pydantic never puts it."""
+        parameters, components = super().build_querystring_parameters(model)
+        required = set(TypeAdapter(model).json_schema().get("required", ()))
+        for parameter in parameters:
+            if parameter["name"] in required:
+                parameter["required"] = True
+            parameter["schema"].update(QUERY_SCHEMAS.get(parameter["name"], {}))
+        return parameters, components
+
+    def build_request_body(
+        self, model: type[Any], source: DataSource
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        body, components = super().build_request_body(model, source)
+        return {**body, "required": True}, components  # no body is a 422
+
+    def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
+        parameter = super().build_path_parameter(name, converter)
+        if name == "raw_id":
+            parameter.update(name="conversation_id", schema={"type": "string", "format": "uuid"})
+        return parameter
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        keyed = bool(self._app.settings.session_api_keys)  # pyright: ignore[reportAttributeAccessIssue]
+        renamed: dict[str, Any] = {}
+        for path, operations in paths.items():
+            secured = keyed and path not in OPEN_PATHS
+            for method, operation in operations.items():
+                statuses = (*EVERY_OPERATION, *STATE_CHANGING.get(method, ()))
+                answers = operation["responses"] = dict(operation["responses"])
+                for status in (*statuses, 401) if secured else statuses:
+                    model = ERROR_MODELS.get(status, Detail)
+                    answers[status], defs = self.build_response_object(model, None)
+                    components.update(defs)
+                for status, answer in answers.items():
+                    if _is_error(answer) and status in ERROR_DESCRIPTIONS:
+                        answers[status] = {**answer, "description": ERROR_DESCRIPTIONS[status]}
+                if secured:
+                    operation["security"] = [{"SessionKey": []}]
+            renamed[path.replace("{raw_id}", "{conversation_id}")] = operations
+        return renamed, components
+
+    def operation_id(self, method: str, path: str, func: Callable[..., Any]) -> str:
+        """`{method}_{handler}`, `api_` for the /api dialect; a handler serving several
+        paths (/alive and /health) is named by each path instead."""
+        name = func.__name__
+        if self._paths_served.get(func, 1) > 1:
+            name = path.strip("/").replace("/", "_") or "root"
+        elif path.startswith("/api/"):
+            name = f"api_{name}"
+        return f"{method.lower()}_{name}"
+
+
+def _is_error(answer: dict[str, Any]) -> bool:
+    schema = answer["content"]["application/json"]["schema"]
+    return schema.get("title") in {model.__name__ for model in (Detail, *ERROR_MODELS.values())}
