@@ -14,10 +14,12 @@ import time
 from typing import TYPE_CHECKING
 
 import trio
+from quart import Response
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from trio_openhands.errors import install_error_handlers
+from trio_openhands.http_connection import ShieldedEndHTTPConnection
 from trio_openhands.routes import (
     api_conversations,
     api_events,
@@ -43,6 +45,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 class OpenHandsApp(QuartTrio):
     """QuartTrio plus the server's collaborators, typed for the route modules."""
+
+    asgi_http_class = ShieldedEndHTTPConnection
 
     settings: Settings
     sdk_loader: SdkLoader
@@ -76,6 +80,13 @@ class OpenHandsApp(QuartTrio):
         self._supervisor = await self.nursery.start(run_supervisor)
         if self.settings.preload_sdk:
             self.nursery.start_soon(self.sdk_loader.load)
+
+    async def make_default_options_response(self) -> Response:
+        """`OPTIONS` without a CORS preflight: 204 and `Allow`, no HTML body."""
+        response = await super().make_default_options_response()
+        answer = Response("", status=204, headers={"Allow": response.headers["Allow"]})
+        del answer.headers["Content-Type"]
+        return answer
 
     async def begin_shutdown(self) -> None:
         """Pause runs, persist, close sockets with 1001; safe to call more than once."""
@@ -114,6 +125,7 @@ def create_app(
     app.started_at = time.monotonic()
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        BODY_TIMEOUT=settings.body_timeout,
         BACKGROUND_TASK_SHUTDOWN_TIMEOUT=settings.graceful_timeout + 1,
         PROVIDE_AUTOMATIC_OPTIONS=True,
     )
@@ -130,7 +142,7 @@ def create_app(
         },
     )
     install_error_handlers(app)
-    install_security(app, settings.session_api_keys, settings.cors_origins)
+    install_security(app, settings)
     api_modules = (api_conversations, api_events, api_sockets)
     for module in (server, conversations, events, sockets, *api_modules):
         app.register_blueprint(module.blueprint)
