@@ -28,6 +28,7 @@ HOST        ?= 127.0.0.1
 PORT        ?= 8000
 ARGS        ?=
 PYTEST_ARGS ?=
+FUZZ_ARGS   ?=
 # Most tests wait on sockets, subprocesses and scripted LLM delays, not the CPU: two xdist
 # workers halve the suite's time on two cores. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
@@ -37,7 +38,7 @@ PYTEST_WORKERS ?= 2
 SKIP_BINARY ?= 1
 
 .PHONY: help install install-dev install-pre-commit-hooks test lint format run demo bench \
-        binary check-binary clean distclean check-python check-lock print-uv
+        fuzz binary check-binary clean distclean check-python check-lock print-uv
 
 help: ## List targets (this message)
 	@echo "Usage: make <target> [PYTEST_ARGS=...] [ARGS=...] [HOST=...] [PORT=...]"
@@ -99,6 +100,11 @@ run: check-python ## Start the server on HOST:PORT (default 127.0.0.1:8000; ARGS
 
 demo: check-python ## Run the demo (openhands-server demo)
 	$(UV) run --frozen --no-dev openhands-server demo $(ARGS)
+
+# Not part of `make test`: minutes, not seconds. Loopback only (a private network namespace
+# where the kernel allows one); it stops by itself. scripts/fuzz.py says what it does.
+fuzz: check-python ## Fuzz the API with schemathesis on a real server, every check (FUZZ_ARGS=...)
+	$(UV) run --frozen python scripts/fuzz.py $(FUZZ_ARGS)
 
 bench: check-python ## Run every bench/*.py
 	@shopt -s nullglob; files=(bench/*.py); \

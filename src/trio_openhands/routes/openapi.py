@@ -85,12 +85,13 @@ ERROR_DESCRIPTIONS = {
     500: "An unexpected error; `error_id` finds its traceback in the server log",
     503: "The server is shutting down",
 }
-# Query parameters the handlers parse further than their models say (a 422 otherwise).
-DATE_TIME = {"type": "string", "format": "date-time"}
+# Query parameters the handlers parse further than their models say (a 422 otherwise); an
+# empty time is no filter.
+TIME_FILTER = {"anyOf": [{"type": "string", "format": "date-time"}, {"const": ""}]}
 QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
-    "timestamp__gte": {"anyOf": [DATE_TIME, {"type": "null"}]},
-    "timestamp__lt": {"anyOf": [DATE_TIME, {"type": "null"}]},
+    "timestamp__gte": TIME_FILTER,
+    "timestamp__lt": TIME_FILTER,
 }
 
 # -- success bodies --------------------------------------------------------------------------
@@ -288,7 +289,15 @@ class ApiSpec(OpenAPIProvider):
         for parameter in parameters:
             if parameter["name"] in required:
                 parameter["required"] = True
-            parameter["schema"].update(QUERY_SCHEMAS.get(parameter["name"], {}))
+            if (schema := QUERY_SCHEMAS.get(parameter["name"])) is not None:
+                parameter["schema"] = {
+                    **{
+                        k: v
+                        for k, v in parameter["schema"].items()
+                        if k not in ("anyOf", "default")
+                    },
+                    **schema,
+                }
         return parameters, components
 
     def build_request_body(
