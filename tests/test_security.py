@@ -44,7 +44,7 @@ async def assert_nothing_ran(server: LiveServer, fake_llm: FakeLLM, marker_file:
     listed = await server.client.get("/conversations/search")
     assert listed.json()["items"] == []
     assert fake_llm.requests == []
-    assert not marker_file.exists()
+    assert not await trio.Path(marker_file).exists()
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ async def test_cross_site_websockets_are_refused(server: LiveServer, fake_llm: F
     ):
         url = server.ws_url(path)
         with pytest.raises(ConnectionRejected) as rejected:
-            async with open_websocket_url(url, extra_headers=[("Origin", "http://evil.example")]):
+            async with open_websocket_url(url, extra_headers=[(b"Origin", b"http://evil.example")]):
                 pass
         assert rejected.value.status_code == 403
         handshake = (
@@ -196,7 +196,7 @@ async def test_cross_site_websockets_are_refused(server: LiveServer, fake_llm: F
         )
         assert (await raw_exchange(server, handshake.encode())).startswith(b"HTTP/1.1 421")
         async with open_websocket_url(
-            url, extra_headers=[("Origin", "http://localhost:3001")]
+            url, extra_headers=[(b"Origin", b"http://localhost:3001")]
         ) as socket:
             assert not socket.closed  # accepted
 

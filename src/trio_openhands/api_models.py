@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from trio_openhands.models import ContentPart, ConversationSearchQuery
+from trio_openhands.models import ContentPart, ConversationSearchQuery, check_tag_count
+from trio_openhands.validation import check_uuid_text
+from trio_openhands.working_dirs import check_working_dir_text
+
+StrictUuid = Annotated[uuid.UUID, BeforeValidator(check_uuid_text)]
 
 ApiExecutionStatus = Literal[
     "idle",
@@ -30,7 +34,9 @@ TAG_VALUE_MAX_LENGTH = 256
 
 
 def check_tags(tags: dict[str, str] | None) -> dict[str, str] | None:
-    """The SDK's rule for tags: lowercase alphanumeric keys, values up to 256 characters."""
+    """The SDK's rule for tags: lowercase alphanumeric keys, values up to 256 characters;
+    and ours: at most MAX_TAGS tags, keys of at most TAG_KEY_MAX_LENGTH characters."""
+    check_tag_count(tags or {})
     for key, value in (tags or {}).items():
         if not TAG_KEY.fullmatch(key):
             raise ValueError(f"Tag key {key!r} is invalid: keys must be lowercase alphanumeric")
@@ -58,6 +64,11 @@ class ApiWorkspace(BaseModel):
     working_dir: str = Field(min_length=1)
     kind: str = "LocalWorkspace"
 
+    @field_validator("working_dir")
+    @classmethod
+    def _usable_path(cls, value: str) -> str:
+        return check_working_dir_text(value)
+
 
 class ApiStartConversationRequest(BaseModel):
     """`POST /api/conversations`. Fields the server has no use for (observability,
@@ -67,9 +78,9 @@ class ApiStartConversationRequest(BaseModel):
 
     agent: dict[str, Any] | None = None
     agent_settings: dict[str, Any] | None = None
-    agent_profile_id: uuid.UUID | None = None
+    agent_profile_id: StrictUuid | None = None
     workspace: ApiWorkspace
-    conversation_id: uuid.UUID | None = None
+    conversation_id: StrictUuid | None = None
     confirmation_policy: dict[str, Any] | None = None
     security_analyzer: dict[str, Any] | None = None
     initial_message: ApiSendMessageRequest | None = None

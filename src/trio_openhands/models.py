@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trio_openhands.working_dirs import check_working_dir_text
+
 ExecutionStatus = Literal[
     "idle", "running", "paused", "waiting_for_confirmation", "finished", "error", "stuck"
 ]
@@ -19,6 +21,18 @@ TOOL_ALIASES = {
     "TaskTrackerTool": "task_tracker",
 }
 KNOWN_TOOLS = frozenset({"terminal", "file_editor", "task_tracker"})
+# Tags are labels for search, not storage: bounded so that a record stays small.
+MAX_TAGS = 64
+TAG_KEY_MAX_LENGTH = 64
+
+
+def check_tag_count(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags are allowed")
+    for key in tags:
+        if len(key) > TAG_KEY_MAX_LENGTH:
+            raise ValueError(f"tag keys must be at most {TAG_KEY_MAX_LENGTH} characters long")
+    return tags
 
 
 class TextPart(BaseModel):
@@ -61,7 +75,12 @@ class ToolSpec(BaseModel):
 
 
 class WorkspaceSpec(BaseModel):
-    working_dir: str
+    working_dir: str = Field(min_length=1)
+
+    @field_validator("working_dir")
+    @classmethod
+    def _usable_path(cls, value: str) -> str:
+        return check_working_dir_text(value)
 
 
 class StartConversationRequest(BaseModel):
@@ -79,6 +98,11 @@ class StartConversationRequest(BaseModel):
     max_iterations: int = Field(default=500, ge=1)
     title: str | None = Field(default=None, max_length=200)
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _bounded_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        return check_tag_count(tags)
 
 
 class ConversationSearchQuery(BaseModel):

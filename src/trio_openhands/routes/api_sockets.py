@@ -35,7 +35,7 @@ from quart import Blueprint, abort, websocket
 from trio_openhands import sdk_bridge
 from trio_openhands.api_models import ApiSendMessageRequest
 from trio_openhands.api_state import full_state_frame
-from trio_openhands.errors import ApiError, NotFound
+from trio_openhands.errors import ApiError, NotFound, ValidationFailed
 from trio_openhands.event_log import (
     CLOSE_CONVERSATION_DELETED,
     CLOSE_GOING_AWAY,
@@ -44,7 +44,7 @@ from trio_openhands.event_log import (
 )
 from trio_openhands.routes.common import app, supervisor
 from trio_openhands.security import API_KEY_HEADER, key_is_valid
-from trio_openhands.validation import errors_from
+from trio_openhands.validation import errors_from, load_json, strict_uuid
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -75,10 +75,12 @@ async def events_socket(raw_id: str) -> None:
         await websocket.close(CLOSE_AUTH_FAILED, "Authentication failed")
         return
     try:
-        conversation = await supervisor().get(uuid.UUID(raw_id))
+        if (conversation_id := strict_uuid(raw_id)) is None:
+            raise NotFound(raw_id)
+        conversation = await supervisor().get(conversation_id)
         if conversation.deleted:
             raise NotFound(raw_id)
-    except (ValueError, NotFound):
+    except NotFound:
         await websocket.close(CLOSE_CONVERSATION_DELETED, "Conversation not found")
         return
     except ApiError as error:  # 503 while shutting down: the client may come back
@@ -96,8 +98,8 @@ async def _authenticated_by_first_frame(keys: tuple[str, ...]) -> bool:
     with trio.move_on_after(AUTH_TIMEOUT):
         raw = await websocket.receive()
         try:
-            frame = json.loads(raw)
-        except ValueError:
+            frame = load_json(raw, ("frame",))
+        except ValidationFailed:
             return False
         if not isinstance(frame, dict) or frame.get("type") != "auth":  # pyright: ignore[reportUnknownMemberType]
             return False
@@ -132,7 +134,12 @@ def _naive_local(raw: str) -> datetime:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise BadQuery(f"after_timestamp is not an ISO 8601 time: {raw!r}") from None
-    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone().replace(tzinfo=None)
+    except OverflowError:
+        raise BadQuery(f"after_timestamp is out of range: {raw!r}") from None
 
 
 async def _stream(
@@ -188,15 +195,15 @@ async def _read_frames(conversation: Conversation, socket_scope: trio.CancelScop
         while True:
             raw = await websocket.receive()
             try:
-                data = json.loads(raw)
+                data = load_json(raw, ("frame",))
                 if isinstance(data, dict) and data.get("type") == "auth":  # pyright: ignore[reportUnknownMemberType]
                     continue  # already authenticated
                 message = ApiSendMessageRequest.model_validate(data)
             except ValidationError as error:
                 await _send_error(422, errors_from(error))
                 continue
-            except ValueError as error:
-                await _send_error(400, f"Invalid JSON: {error}")
+            except ValidationFailed as error:
+                await _send_error(error.status, error.detail)
                 continue
             try:
                 await conversation.send_message(sdk_bridge.to_message(message.content), run=True)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from quart import Response, current_app
 
 from trio_openhands.errors import ValidationFailed
+from trio_openhands.validation import strict_uuid
 
 if TYPE_CHECKING:
     from trio_openhands.app import OpenHandsApp
@@ -25,12 +26,11 @@ def supervisor() -> Supervisor:
 
 def parse_conversation_id(raw: str, field: str = "conversation_id") -> uuid.UUID:
     """Dashed or dashless UUID; anything else is a 422 naming the path parameter."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
+    if (parsed := strict_uuid(raw)) is None:
         raise ValidationFailed.single(
             ("path", field), "Input should be a valid UUID", "uuid_parsing"
-        ) from None
+        )
+    return parsed
 
 
 def json_response(data: Any, status: int = 200) -> Response:

@@ -24,11 +24,11 @@ from pydantic import ValidationError
 from quart import Blueprint, abort, websocket
 
 from trio_openhands import sdk_bridge
-from trio_openhands.errors import ApiError
+from trio_openhands.errors import ApiError, ValidationFailed
 from trio_openhands.models import SendMessageRequest
 from trio_openhands.routes.common import app, parse_conversation_id, supervisor
 from trio_openhands.security import API_KEY_HEADER, key_is_valid
-from trio_openhands.validation import errors_from
+from trio_openhands.validation import errors_from, load_json
 
 if TYPE_CHECKING:
     from trio_openhands.conversation import Conversation
@@ -89,10 +89,12 @@ async def _read_messages(conversation: Conversation, socket_scope: trio.CancelSc
         while True:
             raw = await websocket.receive()
             try:
-                request = SendMessageRequest.model_validate(json.loads(raw))
-            except (ValueError, ValidationError) as error:
-                detail = errors_from(error) if isinstance(error, ValidationError) else str(error)
-                await _send_error(422, detail)
+                request = SendMessageRequest.model_validate(load_json(raw, ("frame",)))
+            except ValidationError as error:
+                await _send_error(422, errors_from(error))
+                continue
+            except ValidationFailed as error:
+                await _send_error(error.status, error.detail)
                 continue
             try:
                 await conversation.send_message(sdk_bridge.to_message(request.content), run=True)
