@@ -7,7 +7,6 @@ live (a pause shows at once), `pause` takes effect at once like `interrupt`, an 
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -44,6 +43,7 @@ from trio_openhands.routes.openapi import (
     responses,
 )
 from trio_openhands.validation import parse_body, parse_query
+from trio_openhands.working_dirs import resolve_working_dir
 
 if TYPE_CHECKING:
     import uuid
@@ -110,8 +110,7 @@ def _stored_request(
         "tools": [{"name": tool.name, "params": tool.params} for tool in agent.tools],
         "mcp_config": agent_json.get("mcp_config") or {},
         "agent_context": agent_json.get("agent_context"),
-        # Relative paths are the server's working directory's, as for the reference.
-        "workspace": {"working_dir": os.path.abspath(request.workspace.working_dir)},
+        "workspace": {"working_dir": request.workspace.working_dir},  # resolved already
         "max_iterations": request.max_iterations,
         "stuck_detection": request.stuck_detection,
         "confirmation_policy": policy_json,
@@ -147,6 +146,9 @@ async def start_conversation() -> Response:
     names a conversation that exists (nothing is changed then)."""
     request = await parse_body(ApiStartConversationRequest)
     _refuse_unsupported(request)
+    request.workspace.working_dir = await resolve_working_dir(
+        request.workspace.working_dir, app().settings
+    )
     assert request.agent is not None
     sup = supervisor()
     if request.conversation_id is not None and (found := _lookup(request.conversation_id)):

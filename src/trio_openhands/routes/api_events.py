@@ -9,8 +9,6 @@ confirmation answer that is accepted in any status.
 
 from __future__ import annotations
 
-import json
-
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request
 
@@ -31,7 +29,7 @@ from trio_openhands.routes.openapi import (
     Events,
     responses,
 )
-from trio_openhands.validation import parse_body, parse_query
+from trio_openhands.validation import load_json, parse_body, parse_query
 
 blueprint = Blueprint("api_events", __name__)
 
@@ -71,12 +69,7 @@ async def batch_get_events(raw_id: str) -> Response:
     ids = request.args.getlist("event_ids")
     if not ids:
         raw = await request.get_data(as_text=False)
-        try:
-            body = json.loads(raw) if raw.strip() else []
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValidationFailed.single(
-                ("body",), f"Invalid JSON: {error}", "json_invalid"
-            ) from None
+        body = load_json(raw) if raw.strip() else []
         if not isinstance(body, list) or not all(isinstance(i, str) for i in body):
             raise ValidationFailed.single(("body",), "Input should be a list of event ids")
         ids = body

@@ -16,7 +16,7 @@ from trio_openhands.models import (
     ConversationSearchQuery,
     StartConversationRequest,
 )
-from trio_openhands.routes.common import json_response, parse_conversation_id, supervisor
+from trio_openhands.routes.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.routes.openapi import (
     BODY,
     LOADS,
@@ -29,6 +29,7 @@ from trio_openhands.routes.openapi import (
 )
 from trio_openhands.sdk_bridge import REDACTED, metrics_of
 from trio_openhands.validation import parse_body, parse_query
+from trio_openhands.working_dirs import resolve_working_dir
 
 if TYPE_CHECKING:
     from trio_openhands.conversation import Conversation, ConversationRecord
@@ -75,6 +76,10 @@ def info_of(conversation: Conversation) -> dict[str, Any]:
 @responses({201: ConversationInfo}, *BODY, 503)
 async def start_conversation() -> Response:
     request = await parse_body(StartConversationRequest)
+    if request.workspace is not None:
+        request.workspace.working_dir = await resolve_working_dir(
+            request.workspace.working_dir, app().settings
+        )
     conversation = await supervisor().create(request)
     return json_response(info_of(conversation), 201)
 

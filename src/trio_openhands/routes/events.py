@@ -51,7 +51,14 @@ def _local_naive(raw: str, field: str) -> datetime:
             ("query", field), "Input should be an ISO 8601 datetime", "datetime_parsing"
         ) from None
     if value.tzinfo is not None:
-        value = value.astimezone().replace(tzinfo=None)
+        try:
+            value = value.astimezone().replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 here
+            raise ValidationFailed.single(
+                ("query", field),
+                "Datetime is out of range in the server's time zone",
+                "datetime_range",
+            ) from None
     return value
 
 
