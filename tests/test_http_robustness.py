@@ -3,6 +3,7 @@ early responses with the body still on its way, slow bodies."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -146,3 +147,25 @@ async def test_a_slow_body_is_cut_at_the_body_timeout(
                 assert await stream.receive_some(65536) == b""
     finally:
         await slow.aclose()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 431),
+        (b"GET /alive HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n", 431),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+)
+async def test_requests_hypercorn_refuses_get_a_json_answer(
+    server: LiveServer, request_bytes: bytes, status: int
+) -> None:
+    with trio.fail_after(10):
+        stream = await open_stream(server)
+        async with stream:
+            await stream.send_all(request_bytes)
+            answer = await read_response(stream)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), head
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["detail"]

@@ -19,7 +19,10 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from trio_openhands.errors import install_error_handlers
-from trio_openhands.http_connection import ShieldedEndHTTPConnection
+from trio_openhands.http_connection import (
+    ShieldedEndHTTPConnection,
+    install_json_protocol_errors,
+)
 from trio_openhands.routes import (
     api_conversations,
     api_events,
@@ -119,6 +122,7 @@ def create_app(
 ) -> OpenHandsApp:
     """Build the app; `shutdown_requested` returns when the server has been told to stop."""
     settings = settings or Settings.from_env()
+    install_json_protocol_errors()
     app = OpenHandsApp(__name__)
     app.settings = settings
     app.sdk_loader = SdkLoader()
