@@ -88,7 +88,9 @@ async def test_spec_declares_every_answer_of_every_operation(server: LiveServer)
         operation = spec["paths"][path][method]
         statuses = set(operation["responses"])
         assert any(s.startswith("2") for s in statuses), (method, path)
-        assert {"421", "500"} <= statuses, (method, path)
+        assert {"421", "431", "500"} <= statuses, (method, path)
+        if "requestBody" in operation:
+            assert {"408", "413"} <= statuses, (method, path)
         if operation["parameters"] or "requestBody" in operation:
             assert "422" in statuses, (method, path)
         if method != "get":

@@ -22,6 +22,7 @@ from trio_openhands.routes.common import json_response, raw_json
 from trio_openhands.routes.openapi import (
     BODY,
     LOADS,
+    READS_BODY,
     ApiSuccessStatus,
     Count,
     Event,
@@ -62,7 +63,7 @@ async def get_event(raw_id: str, event_id: str) -> Response:
 
 
 @blueprint.get("/api/conversations/<raw_id>/events")
-@responses(Events, 413, *LOADS)
+@responses(Events, *READS_BODY, *LOADS)
 async def batch_get_events(raw_id: str) -> Response:
     """Events by id, `null` for unknown ones: ids as `?event_ids=` (repeated), or as the
     reference takes them, a JSON array in the GET body. At most 100 either way."""

@@ -63,24 +63,29 @@ class InternalError(BaseModel):
 
 ERROR_MODELS: dict[int, type[BaseModel]] = {422: ValidationErrors, 500: InternalError}
 
-# Statuses shared by many routes: a body (`BODY`) is read, parsed and validated; an id
-# (`LOADS`) names a conversation loaded from disk on first use (503 while shutting down).
-BODY = (413, 422)
+# Statuses shared by many routes: a body is read (`READS_BODY`: too slow, too large), then
+# parsed and validated (`BODY`); an id (`LOADS`) names a conversation loaded from disk on
+# first use (503 while shutting down).
+READS_BODY = (408, 413)
+BODY = (*READS_BODY, 422)
 LOADS = (404, 422, 503)
-# Statuses of every operation (security.py, errors.py): a Host this server does not answer
-# for, an unexpected error; on state-changing methods, a browser page of a foreign origin
-# without a key and a body that is not JSON; with session keys, a missing or wrong key.
-EVERY_OPERATION = (421, 500)
+# Statuses of every operation (security.py, errors.py, http_connection.py): a Host this
+# server does not answer for, headers too large, an unexpected error; on state-changing
+# methods, a browser page of a foreign origin without a key and a body that is not JSON;
+# with session keys, a missing or wrong key.
+EVERY_OPERATION = (421, 431, 500)
 STATE_CHANGING = {"post": (403, 415), "put": (403, 415), "patch": (403, 415), "delete": (403, 415)}
 ERROR_DESCRIPTIONS = {
     400: "A query that names nothing (an unknown `page_id`)",
     401: "No valid `X-Session-API-Key`",
     403: "A request from a browser page of a foreign origin, without a key",
     404: "No such conversation (or event)",
+    408: "The body did not arrive within the server's `body_timeout`",
     409: "Not possible in the conversation's current state",
     413: "The body is larger than the server takes (16 MiB)",
     415: "The body is not `application/json`",
     421: "`Host` is not a name this server answers for",
+    431: "The request line and headers are larger than the server takes (16 KiB)",
     422: "The request is invalid: each field at fault, as pydantic reports it",
     500: "An unexpected error; `error_id` finds its traceback in the server log",
     503: "The server is shutting down",
