@@ -82,7 +82,7 @@ def text_message(words: str, **extra: Any) -> dict[str, Any]:
 async def test_spec_declares_every_answer_of_every_operation(server: LiveServer) -> None:
     spec = await spec_of(server)
     ids = [op["operationId"] for item in spec["paths"].values() for op in item.values()]
-    assert len(ids) == len(set(ids)) == 37  # unique: generated clients need that
+    assert len(ids) == len(set(ids)) >= 37  # unique: generated clients need that
     assert not [path for path in spec["paths"] if path != "/" and path.endswith("/")]
     for method, path in operations(spec):
         operation = spec["paths"][path][method]

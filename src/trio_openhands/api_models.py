@@ -13,7 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from trio_openhands.models import ContentPart, ConversationSearchQuery, check_tag_count
+from trio_openhands.models import (
+    TAG_KEY_MAX_LENGTH,
+    TAGS_SCHEMA,
+    ContentPart,
+    ConversationSearchQuery,
+    check_tag_count,
+)
 from trio_openhands.validation import check_uuid_text
 from trio_openhands.working_dirs import check_working_dir_text
 
@@ -31,6 +37,12 @@ ApiExecutionStatus = Literal[
 ]
 TAG_KEY = re.compile(r"[a-z0-9]+")
 TAG_VALUE_MAX_LENGTH = 256
+# What check_tags accepts, for the OpenAPI schema (the validators enforce it).
+API_TAGS_SCHEMA: dict[str, Any] = {
+    **TAGS_SCHEMA,
+    "propertyNames": {"pattern": "^[a-z0-9]+$", "maxLength": TAG_KEY_MAX_LENGTH},
+    "additionalProperties": {"type": "string", "maxLength": TAG_VALUE_MAX_LENGTH},
+}
 
 
 def check_tags(tags: dict[str, str] | None) -> dict[str, str] | None:
@@ -91,7 +103,7 @@ class ApiStartConversationRequest(BaseModel):
     client_tools: list[dict[str, Any]] = Field(default_factory=list)
     plugins: list[dict[str, Any]] | None = None
     hook_config: dict[str, Any] | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, json_schema_extra=API_TAGS_SCHEMA)
     title: str | None = Field(default=None, max_length=200)
 
     @field_validator("tags")
@@ -107,7 +119,7 @@ class ApiUpdateConversationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    tags: dict[str, str] | None = None
+    tags: dict[str, str] | None = Field(default=None, json_schema_extra=API_TAGS_SCHEMA)
 
     @field_validator("title")
     @classmethod

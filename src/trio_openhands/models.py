@@ -24,6 +24,11 @@ KNOWN_TOOLS = frozenset({"terminal", "file_editor", "task_tracker"})
 # Tags are labels for search, not storage: bounded so that a record stays small.
 MAX_TAGS = 64
 TAG_KEY_MAX_LENGTH = 64
+# What check_tag_count accepts, for the OpenAPI schema (the validator enforces it).
+TAGS_SCHEMA: dict[str, Any] = {
+    "maxProperties": MAX_TAGS,
+    "propertyNames": {"maxLength": TAG_KEY_MAX_LENGTH},
+}
 
 
 def check_tag_count(tags: dict[str, str]) -> dict[str, str]:
@@ -35,7 +40,14 @@ def check_tag_count(tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+def _type_is_required(schema: dict[str, Any]) -> None:
+    """Parts are told apart by `type` (ContentPart): the schema says it must be sent."""
+    schema["required"] = ["type", *schema.get("required", [])]
+
+
 class TextPart(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_type_is_required)
+
     type: Literal["text"] = "text"
     text: str
     cache_prompt: bool = False
@@ -97,7 +109,7 @@ class StartConversationRequest(BaseModel):
     workspace: WorkspaceSpec | None = None
     max_iterations: int = Field(default=500, ge=1)
     title: str | None = Field(default=None, max_length=200)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, json_schema_extra=TAGS_SCHEMA)
 
     @field_validator("tags")
     @classmethod
