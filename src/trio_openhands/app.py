@@ -33,6 +33,7 @@ from trio_openhands.routes import (
     server,
     sockets,
 )
+from trio_openhands.routes.streamed_body import StreamedBodyRequest
 from trio_openhands.sdk_loader import SdkLoader
 from trio_openhands.security import install_security
 from trio_openhands.settings import Settings
@@ -50,6 +51,7 @@ class OpenHandsApp(QuartTrio):
     """QuartTrio plus the server's collaborators, typed for the route modules."""
 
     asgi_http_class = ShieldedEndHTTPConnection
+    request_class = StreamedBodyRequest  # a file upload streams its body to disk
 
     settings: Settings
     sdk_loader: SdkLoader

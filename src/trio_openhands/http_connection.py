@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         ASGISendCallable,
         ASGISendEvent,
     )
+    from quart.wrappers import Request
 
 
 def _announces_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -69,6 +70,21 @@ class ShieldedEndHTTPConnection(TrioASGIHTTPConnection):
                 await send(message)
 
         await super().__call__(receive_noting_the_end, send_with_shielded_end)
+
+    async def handle_messages(  # type: ignore[override]
+        self, nursery: trio.Nursery, request: Request, receive: ASGIReceiveCallable
+    ) -> None:
+        """Quart-Trio's body reader, holding each read while a streamed body (a file
+        upload: routes/streamed_body.py) has more waiting than its handler has taken, so
+        that the client is slowed down instead of the body piling up in memory."""
+
+        async def receive_when_there_is_room() -> ASGIReceiveEvent:
+            wait_for_room = getattr(request.body, "wait_for_room", None)
+            if wait_for_room is not None:
+                await wait_for_room()
+            return await receive()
+
+        await super().handle_messages(nursery, request, receive_when_there_is_room)
 
 
 class JsonErrorH11Protocol(H11Protocol):
