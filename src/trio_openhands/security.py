@@ -12,13 +12,15 @@ A server with no key is still protected from the web pages its user visits:
   refused with 403 unless it carries a valid key. Same-origin and allowed origins pass.
 - *Simple requests*: a body must be `application/json` (415 otherwise), so an HTML form or a
   `text/plain` fetch, which browsers send without a CORS preflight, cannot smuggle JSON in.
+  The one exception is a view marked `@accepts_multipart` (the file upload), which also
+  takes `multipart/form-data`; the origin check above still applies to it.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from quart import Quart, Response, request, websocket
@@ -27,7 +29,7 @@ from trio_openhands.errors import json_error
 from trio_openhands.settings import LOOPBACK_HOSTS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from quart.wrappers import BaseRequestWebsocket
     from werkzeug.datastructures import Headers
@@ -40,6 +42,13 @@ OPEN_PATHS = frozenset(
     {"/alive", "/health", "/ready", "/server_info", "/", "/docs", "/openapi.json", "/redocs"}
 )
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MULTIPART_ATTRIBUTE = "accepts_multipart"
+
+
+def accepts_multipart[F: Callable[..., Any]](view: F) -> F:
+    """Mark a view that takes a `multipart/form-data` body (`_guard` refuses it elsewhere)."""
+    setattr(view, MULTIPART_ATTRIBUTE, True)  # noqa: B010
+    return view
 
 
 def key_is_valid(candidate: str | None, keys: Iterable[str]) -> bool:
@@ -157,6 +166,7 @@ def install_security(app: Quart, settings: Settings) -> None:
             request.routing_exception is None
             and _has_body(request.headers)
             and not _is_json(request.mimetype)
+            and not _multipart_allowed(app)
         ):
             return json_error(415, "Unsupported Media Type: the body must be application/json")
         return None
@@ -180,6 +190,14 @@ def install_security(app: Quart, settings: Settings) -> None:
             response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers.add("Vary", "Origin")
         return response
+
+
+def _multipart_allowed(app: Quart) -> bool:
+    """A multipart/form-data body sent to a view marked `@accepts_multipart`."""
+    if request.mimetype != "multipart/form-data" or request.endpoint is None:
+        return False
+    view = app.view_functions.get(request.endpoint)
+    return getattr(view, MULTIPART_ATTRIBUTE, False) is True
 
 
 def _preflight(origin: str, cors_origins: Iterable[str]) -> Response:

@@ -74,6 +74,8 @@ class Settings:
     body_timeout: float = 20.0
     # Directories every conversation's working directory must lie under (empty: anywhere).
     working_dir_roots: tuple[Path, ...] = ()
+    # Bytes a file upload (`POST /api/file/upload`) may hold at most (413 beyond).
+    max_upload_bytes: int = 1024**3
     llm_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -109,6 +111,8 @@ class Settings:
             values["body_timeout"] = float(env["OPENHANDS_BODY_TIMEOUT"])
         if env.get("OPENHANDS_SUBSCRIBER_BUFFER"):
             values["subscriber_buffer"] = int(env["OPENHANDS_SUBSCRIBER_BUFFER"])
+        if env.get("OPENHANDS_MAX_UPLOAD_BYTES"):
+            values["max_upload_bytes"] = int(env["OPENHANDS_MAX_UPLOAD_BYTES"])
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 from quart_schema import DataSource, document_response
@@ -76,19 +76,23 @@ LOADS = (404, 422, 503)
 EVERY_OPERATION = (421, 431, 500)
 STATE_CHANGING = {"post": (403, 415), "put": (403, 415), "patch": (403, 415), "delete": (403, 415)}
 ERROR_DESCRIPTIONS = {
-    400: "A query that names nothing (an unknown `page_id`)",
+    400: "A request the current state refuses: a query that names nothing (an unknown "
+    "`page_id`), a relative path, a directory where a file is needed (or the reverse), a "
+    "path outside any git repository, a ref or commit the repository does not have",
     401: "No valid `X-Session-API-Key`",
-    403: "A request from a browser page of a foreign origin, without a key",
-    404: "No such conversation (or event)",
+    403: "A request from a browser page of a foreign origin, without a key; or the file "
+    "system refused (permission denied, read-only)",
+    404: "No such conversation (or event, file, directory)",
     408: "The body did not arrive within the server's `body_timeout`",
     409: "Not possible in the conversation's current state",
-    413: "The body is larger than the server takes (16 MiB)",
-    415: "The body is not `application/json`",
+    413: "The body is larger than the server takes (16 MiB; a file upload: `max_upload_bytes`)",
+    415: "The body is not `application/json` (nor `multipart/form-data` for an upload)",
     421: "`Host` is not a name this server answers for",
     431: "The request line and headers are larger than the server takes (16 KiB)",
     422: "The request is invalid: each field at fault, as pydantic reports it",
     500: "An unexpected error; `error_id` finds its traceback in the server log",
-    503: "The server is shutting down",
+    503: "The server is shutting down; or git is missing or took too long",
+    507: "Not enough space left on the server's disk for the file",
 }
 # Query parameters the handlers parse further than their models say (a 422 otherwise); an
 # empty time is no filter.
@@ -247,6 +251,103 @@ class FinalResponse(BaseModel):
     response: str
 
 
+# -- the workspace: files and git ----------------------------------------------------------
+
+
+class BinaryBody(BaseModel):
+    """Bytes, not JSON: `ApiSpec` declares `media_types` with a binary schema, and
+    `headers` (name: description) as response headers."""
+
+    media_types: ClassVar[tuple[str, ...]] = ("application/octet-stream",)
+    headers: ClassVar[dict[str, str]] = {}
+
+
+class FileBytes(BinaryBody):
+    """The file's bytes (`Content-Disposition` names it)."""
+
+
+class ArchiveBytes(BinaryBody):
+    """The archive: a git patch (`git-delta`) or a gzip tarball (`tar.gz`)."""
+
+    media_types = ("text/x-patch", "application/gzip")
+    headers = {
+        "X-Archive-Repo-Root": "The repository archived (percent-encoded), if any",
+        "X-Archive-Repo-Remote": "Its `origin` URL, credentials removed (percent-encoded)",
+        "X-Archive-Branch": "Its branch, or DETACHED",
+        "X-Archive-Head-Commit": "Its HEAD commit",
+        "X-Archive-Base-Commit": "git-delta: the commit the patch applies to",
+        "X-Archive-Base-Ref": "git-delta: the `base_ref` asked for, or `auto`",
+    }
+
+
+class TrajectoryBytes(BinaryBody):
+    """A ZIP of the conversation's stored state and events (secrets redacted)."""
+
+
+class FileUploadResult(BaseModel):
+    """Written: the file's size in bytes."""
+
+    success: Literal[True]
+    file_size: int = Field(ge=0)
+
+
+class FileBrowserEntry(BaseModel):
+    label: str
+    path: str
+
+
+class Home(BaseModel):
+    """The server user's home, the directories in it, and the file system's roots."""
+
+    home: str
+    favorites: list[FileBrowserEntry]
+    locations: list[FileBrowserEntry]
+
+
+class Subdirectory(BaseModel):
+    name: str
+    path: str
+
+
+class SubdirectoryPage(BaseModel):
+    """One page of a directory's subdirectories, by name; `next_page_id` is the name the
+    next page starts at, null on the last."""
+
+    items: list[Subdirectory]
+    next_page_id: str | None
+
+
+class GitChange(BaseModel):
+    status: Literal["MOVED", "ADDED", "DELETED", "UPDATED"]
+    path: str
+
+
+class GitChanges(RootModel[list[GitChange]]):
+    """The files changed since the base, by path."""
+
+
+class GitDiff(BaseModel):
+    """A file's two sides, lines joined by `\\n`; "" for a side that does not exist."""
+
+    modified: str | None
+    original: str | None
+
+
+class GitCommit(BaseModel):
+    sha: str
+    short_sha: str
+    subject: str
+    author: str
+    timestamp: str = Field(description="The author date, ISO 8601 with its UTC offset")
+
+
+class GitCommitsPage(BaseModel):
+    """The newest commits reachable from HEAD, newest first."""
+
+    commits: list[GitCommit]
+    has_more: bool
+
+
 # -- the decorator and the spec ------------------------------------------------------------
 
 
@@ -311,6 +412,23 @@ class ApiSpec(OpenAPIProvider):
         body, components = super().build_request_body(model, source)
         return {**body, "required": True}, components  # no body is a 422
 
+    def build_response_object(
+        self, model: type[Any], headers_model: type[Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not (isinstance(model, type) and issubclass(model, BinaryBody)):
+            return super().build_response_object(model, headers_model)
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        answer: dict[str, Any] = {
+            "description": model.__doc__ or "",
+            "content": {media_type: binary for media_type in model.media_types},
+        }
+        if model.headers:
+            answer["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in model.headers.items()
+            }
+        return answer, {}
+
     def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
         parameter = super().build_path_parameter(name, converter)
         if name == "raw_id":
@@ -350,5 +468,5 @@ class ApiSpec(OpenAPIProvider):
 
 
 def _is_error(answer: dict[str, Any]) -> bool:
-    schema = answer["content"]["application/json"]["schema"]
+    schema = answer["content"].get("application/json", {}).get("schema", {})
     return schema.get("title") in {model.__name__ for model in (Detail, *ERROR_MODELS.values())}
