@@ -26,6 +26,8 @@ from trio_openhands.http_connection import (
 from trio_openhands.routes import (
     api_conversations,
     api_events,
+    api_files,
+    api_git,
     api_sockets,
     conversations,
     events,
@@ -33,6 +35,7 @@ from trio_openhands.routes import (
     server,
     sockets,
 )
+from trio_openhands.routes.streamed_body import StreamedBodyRequest
 from trio_openhands.routes.streamed_body import StreamedBodyRequest
 from trio_openhands.sdk_loader import SdkLoader
 from trio_openhands.security import install_security
@@ -51,6 +54,7 @@ class OpenHandsApp(QuartTrio):
     """QuartTrio plus the server's collaborators, typed for the route modules."""
 
     asgi_http_class = ShieldedEndHTTPConnection
+    request_class = StreamedBodyRequest  # a file upload streams its body to disk
     request_class = StreamedBodyRequest  # a file upload streams its body to disk
 
     settings: Settings
@@ -152,6 +156,8 @@ def create_app(
     api_modules = (api_conversations, api_events, api_sockets)
     for module in (server, conversations, events, sockets, *api_modules):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(api_files.blueprint)
+    app.register_blueprint(api_git.blueprint)
 
     @app.before_serving
     async def _start() -> None:  # pyright: ignore[reportUnusedFunction]
