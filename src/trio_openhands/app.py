@@ -36,7 +36,6 @@ from trio_openhands.routes import (
     sockets,
 )
 from trio_openhands.routes.streamed_body import StreamedBodyRequest
-from trio_openhands.routes.streamed_body import StreamedBodyRequest
 from trio_openhands.sdk_loader import SdkLoader
 from trio_openhands.security import install_security
 from trio_openhands.settings import Settings
@@ -54,7 +53,6 @@ class OpenHandsApp(QuartTrio):
     """QuartTrio plus the server's collaborators, typed for the route modules."""
 
     asgi_http_class = ShieldedEndHTTPConnection
-    request_class = StreamedBodyRequest  # a file upload streams its body to disk
     request_class = StreamedBodyRequest  # a file upload streams its body to disk
 
     settings: Settings
