@@ -47,7 +47,7 @@ MULTIPART_ATTRIBUTE = "accepts_multipart"
 
 def accepts_multipart[F: Callable[..., Any]](view: F) -> F:
     """Mark a view that takes a `multipart/form-data` body (`_guard` refuses it elsewhere)."""
-    setattr(view, MULTIPART_ATTRIBUTE, True)  # noqa: B010
+    setattr(view, MULTIPART_ATTRIBUTE, True)
     return view
 
 
