@@ -20,12 +20,30 @@ from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
 quiet_sdk_environment()
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("LITELLM_API_KEY", None)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def empty_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run the suite with an empty home directory, so the developer's dotfiles play no part.
+
+    The SDK's terminal is `bash -i`, which reads `~/.bashrc`; a prompt hook there (pyenv's
+    `virtualenv-init` puts one in PROMPT_COMMAND) hides the prompt marker the SDK waits for,
+    and every command the agent runs then ends in its 30 s no-output timeout.
+    """
+    home = tmp_path_factory.mktemp("home")
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    yield home
+    if saved is None:
+        os.environ.pop("HOME", None)
+    else:
+        os.environ["HOME"] = saved
 
 
 @dataclass
