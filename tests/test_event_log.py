@@ -91,9 +91,13 @@ def test_fields_filters_need_are_extracted_once() -> None:
     log = EventLog(subscriber_buffer=4)
     plain = add(log, 0)
     message = add(log, 1, "Hello World")
-    assert (plain.kind, plain.source, plain.text) == ("FakeEvent", "agent", "")
+    assert (plain.kind, plain.source, plain.search_text) == ("FakeEvent", "agent", "")
     assert plain.timestamp == T0
-    assert (message.kind, message.source, message.text) == ("MessageEvent", "user", "hello world")
+    assert (message.kind, message.source, message.search_text) == (
+        "MessageEvent",
+        "user",
+        "hello world",
+    )
     assert message.json == '{"id": "e1"}'
 
 

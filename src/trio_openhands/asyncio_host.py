@@ -1,19 +1,33 @@
-"""An asyncio event loop on its own thread, so that Trio can cancel the SDK's `arun()`.
+"""One asyncio event loop on its own thread, shared by every SDK run, so Trio can cancel them.
 
 The SDK's synchronous `run()` holds the conversation lock for a whole step and cannot be
 interrupted while the LLM answers. Its asyncio `arun()` releases the lock while waiting on
 the LLM, and cancelling its task aborts the in-flight HTTP request within milliseconds; the
-SDK then records an `InterruptEvent` and sets the status to `paused`. Each conversation gets
-one `AsyncioHost` (a thread with a loop, started at its first run, stopped at close), and
-`run()` bridges Trio cancellation to asyncio task cancellation.
+SDK then records an `InterruptEvent` and sets the status to `paused`. `run()` bridges Trio
+cancellation to asyncio task cancellation.
+
+Why one loop for all conversations, not one each: litellm keeps process-wide asyncio state.
+Its async logging worker (a queue and a task) binds to whichever loop used it last, and
+with a loop per conversation it flipped between them: "Task was destroyed but it is
+pending!", "Task exception was never retrieved" (a queue bound to another loop), "cannot
+reuse already awaited coroutine". Its cached HTTP clients are kept per loop, so each
+conversation's loop left an aiohttp session behind ("Unclosed client session"). With one
+loop, started at the first run and stopped with the supervisor, that state binds once, the
+HTTP connections to the LLM are shared, and `aclose()` releases it on its own loop.
+
+Tool calls run in the loop's default executor (the SDK's `run_in_executor`), sized for many
+runs at once; its threads are started on demand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import outcome
@@ -26,19 +40,25 @@ log = logging.getLogger(__name__)
 
 # How long a cancelled run may take to acknowledge cancellation before it is abandoned.
 CANCEL_GRACE_SECONDS = 10.0
+# How long closing may wait for litellm's queued logging callbacks.
+LITELLM_FLUSH_SECONDS = 2.0
 
 
 class AsyncioHost:
     """Owns one asyncio loop thread. Not thread-safe: use it from the Trio thread only."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str = "sdk-asyncio", *, max_workers: int = 32) -> None:
         self._name = name
+        self._max_workers = max_workers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
+            loop.set_default_executor(
+                ThreadPoolExecutor(self._max_workers, thread_name_prefix=f"{self._name}-tool")
+            )
             thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
             thread.start()
             self._loop, self._thread = loop, thread
@@ -79,15 +99,19 @@ class AsyncioHost:
         return result[0].unwrap()
 
     async def aclose(self) -> None:
-        """Stop the loop and join its thread (in a worker thread: joining blocks)."""
+        """Release litellm's state on the loop, stop it and join its thread (in a worker
+        thread: joining blocks). Call it once no run is left."""
         loop, thread = self._loop, self._thread
         self._loop = self._thread = None
         if loop is None or thread is None:
             return
 
         async def shutdown() -> None:
-            # As asyncio.run does: cancel what is left (litellm starts a logging worker task
-            # on every loop it sees), then finish generators and the tool threads.
+            try:
+                await release_litellm_state()
+            except Exception:
+                log.exception("%s: releasing litellm's asyncio state failed", self._name)
+            # As asyncio.run does: cancel what is left, finish generators and tool threads.
             others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
             for task in others:
                 task.cancel()
@@ -103,3 +127,33 @@ class AsyncioHost:
                 loop.close()
 
         await trio.to_thread.run_sync(stop_and_join)
+
+
+async def release_litellm_state() -> None:
+    """On the loop that is closing: litellm's logging worker (its queued callbacks run,
+    then its tasks stopped, so the next loop starts it afresh) and the HTTP clients litellm
+    cached for this loop (closed, so no aiohttp session outlives the loop)."""
+    if "litellm" not in sys.modules:  # no run ever happened: nothing was bound
+        return
+    import litellm
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LITELLM_FLUSH_SECONDS):
+            await GLOBAL_LOGGING_WORKER.flush()
+    await GLOBAL_LOGGING_WORKER.stop()
+
+    # litellm keys a client cached from inside a loop with "-<id(loop)>".
+    cache = litellm.in_memory_llm_clients_cache
+    suffix = f"-{id(asyncio.get_running_loop())}"
+    for key in [key for key in cache.cache_dict if str(key).endswith(suffix)]:
+        client = cache.cache_dict.get(key)
+        cache.delete_cache(key)
+        close = getattr(client, "close", None) or getattr(client, "aclose", None)
+        if callable(close):
+            try:
+                closing = close()
+                if inspect.isawaitable(closing):
+                    await closing
+            except Exception as error:
+                log.debug("closing litellm's cached client %s failed: %s", key, error)

@@ -3,16 +3,17 @@
     conversation scope (DELETE / shutdown cancels it; owned by the supervisor's task)
     └── conversation nursery
         └── run task: run scope (pause cancels it)
-            └── waits for a run slot, then AsyncioHost.run(sdk.arun)
+            └── waits for a run slot, then AsyncioHost.run(sdk.arun) (the supervisor's loop)
 
 Pause cancels the run scope: the SDK's asyncio task is cancelled mid-LLM-call, the SDK
 records an InterruptEvent and `paused`. Resume starts a new run task. Delete cancels the
 conversation scope; the supervisor then closes the SDK (terminals and other tool
-processes), stops the asyncio thread, closes the sockets and removes the files.
+processes), closes the sockets and removes the files.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands import sdk_bridge
-from trio_openhands.asyncio_host import AsyncioHost
 from trio_openhands.event_log import EventLog, Transient
 
 if TYPE_CHECKING:
     from openhands.sdk import LocalConversation, Message
     from openhands.sdk.event import Event
+
+    from trio_openhands.asyncio_host import AsyncioHost
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class Conversation:
         record: ConversationRecord,
         *,
         run_limiter: trio.CapacityLimiter,
+        asyncio_host: AsyncioHost,
         subscriber_buffer: int,
         save: Callable[[Conversation], Awaitable[None]],
     ) -> None:
@@ -100,7 +103,7 @@ class Conversation:
         self.deleted = False
         self.unloading = False
         self.last_used = trio.current_time()
-        self._host = AsyncioHost(f"conversation-{record.id.hex[:8]}")
+        self._host = asyncio_host  # shared by every conversation: see asyncio_host.py
         self._run_limiter = run_limiter
         self._save = save  # persists the record: a restart must know a run was in progress
         self._run_scope: trio.CancelScope | None = None
@@ -185,7 +188,9 @@ class Conversation:
         if self._run_scope is None and self.nursery is not None and not self.deleted:
             self._run_scope = trio.CancelScope()
             self._run_finished = trio.Event()
-            self.nursery.start_soon(self._run, self._run_scope)
+            # Not in the caller's context: a request's (and its body) would stay referenced
+            # from the run, and from the SDK's asyncio tasks it starts, long after.
+            contextvars.Context().run(self.nursery.start_soon, self._run, self._run_scope)
 
     async def _run(self, run_scope: trio.CancelScope) -> None:
         assert self.sdk is not None
@@ -285,7 +290,6 @@ class Conversation:
                 await trio.to_thread.run_sync(self.sdk.close)
             except Exception:
                 log.exception("conversation %s: closing the SDK conversation failed", self.id)
-        await self._host.aclose()
 
     def workspace_dir(self, default: Path) -> Path:
         working_dir = (self.record.request.get("workspace") or {}).get("working_dir")

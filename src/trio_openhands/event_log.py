@@ -3,6 +3,10 @@
 Every SDK event enters the log once, on the Trio thread, in the order the SDK emitted it,
 and gets a sequence number (its index: the same dense index the SDK gives its event files).
 It is serialized once, when it arrives; REST pages and socket frames reuse that text.
+That text and the SDK's own event object are the only full copies of an event kept: `body`
+search keeps a lower-cased copy of a message's text only while it is small, and reads a
+big one's from the SDK's strings (see `LoggedEvent.search_text`). A released log (deleted or
+unloaded conversation) drops its events at once, without waiting for the cyclic collector.
 
 Subscribing is synchronous: the subscriber's history ends at the log's length at that
 instant and everything appended later goes to its channel, so replay + live has neither
@@ -35,6 +39,13 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_CONVERSATION_DELETED = 4004
 
+# A message text up to this many characters keeps a lower-cased copy for `body` search (the
+# common case: fast to scan on 10,000 events); a longer one is lower-cased when searched.
+SEARCH_COPY_MAX_CHARS = 64 * 1024
+# A big text is lower-cased this many characters at a time, so that a search holds the GIL
+# (and the Trio thread waits) only briefly at a time, and keeps no full copy.
+_FOLD_CHUNK_CHARS = 1 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class LoggedEvent:
@@ -45,8 +56,23 @@ class LoggedEvent:
     kind: str
     source: str
     timestamp: datetime  # as the SDK stamps it: naive, server-local time
-    text: str  # lower-cased message text, for `body` search; "" for non-messages
+    # For `body` search: a small message's text lower-cased; a big one's text parts as the
+    # SDK holds them (shared, not copied); "" for non-messages.
+    search_text: str | tuple[str, ...]
     json: str  # the SDK's own serialization, made once
+    size: int  # bytes of `json` in UTF-8, for pages bounded in bytes
+
+    @property
+    def search_is_slow(self) -> bool:
+        """Whether `mentions` lower-cases a big text (run it in a worker thread)."""
+        return isinstance(self.search_text, tuple)
+
+    def mentions(self, needle: str) -> bool:
+        """Whether the message text contains `needle` (lower-cased), ignoring case."""
+        text = self.search_text
+        if isinstance(text, str):
+            return needle in text
+        return _contains_folded(text[0] if len(text) == 1 else " ".join(text), needle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +173,9 @@ class EventLog:
             kind=type(event).__name__,
             source=str(event.source),
             timestamp=_parse_timestamp(event.timestamp),
-            text=_message_text(event),
+            search_text=_search_text(event),
             json=json_text,
+            size=len(json_text) if json_text.isascii() else len(json_text.encode()),
         )
         self.events.append(logged)
         self._by_id[logged.id] = logged.seq
@@ -194,6 +221,16 @@ class EventLog:
         for subscription in list(self._subscribers):
             subscription.close(code, reason)
 
+    def release(self) -> None:
+        """Drop every event (the conversation is deleted or unloaded; call after `close`).
+
+        The conversation's objects form reference cycles with the SDK's, which the cyclic
+        collector may only reach much later: dropping the events here frees their text now.
+        A reader still going through the old list (a socket's history) keeps it until done.
+        """
+        self.events = []
+        self._by_id = {}
+
     def seq_of(self, event_id: str) -> int | None:
         return self._by_id.get(event_id)
 
@@ -202,12 +239,13 @@ class EventLog:
         return None if seq is None else self.events[seq]
 
     def iter_from(self, seq: int, descending: bool) -> Iterator[LoggedEvent]:
+        events = self.events  # this instant's list, even if the log is released meanwhile
         if descending:
             for index in range(seq, -1, -1):
-                yield self.events[index]
+                yield events[index]
         else:
-            for index in range(seq, len(self.events)):
-                yield self.events[index]
+            for index in range(seq, len(events)):
+                yield events[index]
 
 
 def _parse_timestamp(value: object) -> datetime:
@@ -219,9 +257,28 @@ def _parse_timestamp(value: object) -> datetime:
         return datetime.now()
 
 
-def _message_text(event: Any) -> str:
+def _search_text(event: Any) -> str | tuple[str, ...]:
     message = getattr(event, "llm_message", None)
     if message is None:
         return ""
     parts = [getattr(item, "text", "") for item in getattr(message, "content", [])]
-    return " ".join(part for part in parts if part).lower()
+    parts = [part for part in parts if part]
+    if sum(map(len, parts)) + len(parts) <= SEARCH_COPY_MAX_CHARS:
+        return " ".join(parts).lower()
+    return tuple(parts)
+
+
+def _contains_folded(text: str, needle: str) -> bool:
+    """`needle in text.lower()` without a full lower-cased copy when the text is ASCII
+    (lower-casing ASCII is per character, so chunks that overlap by len(needle) - 1 find
+    every occurrence). Other text is lower-cased whole: its case mapping can depend on
+    context (a final sigma), which chunks would cut."""
+    if not text.isascii():
+        return needle in text.lower()
+    if not needle.isascii():  # a lower-cased ASCII text is ASCII
+        return False
+    overlap = max(len(needle) - 1, 0)
+    for start in range(0, len(text), _FOLD_CHUNK_CHARS):
+        if needle in text[start : start + _FOLD_CHUNK_CHARS + overlap].lower():
+            return True
+    return needle == ""

@@ -154,6 +154,26 @@ def metrics_of(conversation: LocalConversation) -> dict[str, Any]:
     }
 
 
+def drop_event_caches(conversation: LocalConversation) -> None:
+    """After `close()`: drop the SDK's in-memory copies of the events (its event cache, the
+    cached view, the file store's cache of written files). A closed SDK conversation is a
+    web of reference cycles that only a full cyclic collection frees, which a busy process
+    may not run for a long while; without this, each big message stays in memory until
+    then. Private attributes of openhands-sdk 1.58: if they move, this does nothing, and
+    tests/test_memory.py fails."""
+    from openhands.sdk.context.view.view import View
+
+    state = conversation.state
+    cache = getattr(getattr(state, "_events", None), "_event_cache", None)
+    if isinstance(cache, dict):
+        cache.clear()
+    if isinstance(getattr(state, "_view", None), View):
+        state._view = View()  # pyright: ignore[reportPrivateUsage]
+    file_cache = getattr(getattr(state, "_fs", None), "cache", None)
+    if file_cache is not None and callable(getattr(file_cache, "clear", None)):
+        file_cache.clear()
+
+
 def blocking_recover_interrupted_run(conversation: LocalConversation) -> None:
     """A conversation restored as `running` was cut off by a crash: make it resumable.
 

@@ -3,13 +3,24 @@
 `import openhands.sdk` costs about 7 s (litellm alone about 4.5 s). Doing it at start-up would
 keep `/alive` silent for that long, so the server binds first and imports in a worker thread;
 `/ready` answers 503 until the import is done and routes that need the SDK wait for it.
+
+The first LLM call of a process used to import ~460 more modules (openai's API resources,
+litellm's provider configs): 1.6 s holding the GIL on the SDK's asyncio thread, which stalled
+every run and the Trio thread with it. Those are imported here too, with the SDK.
+
+Then the import's ~500,000 objects are moved out of the garbage collector's reach
+(`gc.freeze()`): they live as long as the process, and each full collection used to walk
+them all, 0.3-1.8 s with every thread stopped, whichever thread it fell on (the Trio thread
+often: `/alive` answered in seconds under load). Collections now only walk what came later.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
+import sys
 import time
 
 import trio
@@ -23,6 +34,18 @@ TOOL_MODULES = {
     "task_tracker": "openhands.tools.task_tracker",
 }
 
+# Imported lazily by the first `litellm.acompletion` (openai-compatible path); best effort,
+# as the list moves with litellm and openai versions.
+FIRST_CALL_MODULES = (
+    "openai.resources",
+    "openai.lib.streaming.chat",
+    "litellm._service_logger",
+    "litellm.llms.openai_like.dynamic_config",
+    "litellm.llms.openai.chat.gpt_audio_transformation",
+    "litellm.llms.litellm_proxy.chat.transformation",
+    "litellm.proxy.openai_files_endpoints.common_utils",
+)
+
 
 def quiet_sdk_environment() -> None:
     """Without these, importing the SDK prints a banner and litellm starts a thread that
@@ -34,9 +57,17 @@ def quiet_sdk_environment() -> None:
 def import_sdk() -> None:
     """Blocking: import the SDK and register the tools. Run it in a thread."""
     quiet_sdk_environment()
+    first_import = "openhands.sdk" not in sys.modules
     importlib.import_module("openhands.sdk")
     for module in TOOL_MODULES.values():
         importlib.import_module(module)
+    for module in FIRST_CALL_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:  # only a cost moved back to the first call
+            log.debug("could not preload %s: %s", module, error)
+    if first_import:  # once per process (a test process starts many servers)
+        gc.freeze()  # see the module docstring
 
 
 class SdkLoader:

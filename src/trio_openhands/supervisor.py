@@ -12,6 +12,7 @@ stored. Shutdown pauses every run, persists, and closes every socket with 1001.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from functools import partial
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands import sdk_bridge, storage
+from trio_openhands.asyncio_host import AsyncioHost
 from trio_openhands.conversation import Conversation, ConversationRecord, utc_now
 from trio_openhands.errors import ApiError, NotFound
 from trio_openhands.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
@@ -47,6 +49,8 @@ class Supervisor:
         self.settings = settings
         self.sdk_loader = sdk_loader
         self.run_limiter = trio.CapacityLimiter(settings.max_concurrent_runs)
+        # Every SDK run shares one asyncio loop, closed once every conversation is.
+        self.asyncio_host = AsyncioHost(max_workers=max(32, 4 * settings.max_concurrent_runs))
         self.records: dict[uuid.UUID, ConversationRecord] = {}
         self.loaded: dict[uuid.UUID, Conversation] = {}
         self._loading: dict[uuid.UUID, trio.Event] = {}
@@ -62,7 +66,11 @@ class Supervisor:
         conversations_dir = self.settings.conversations_dir
         lock = await trio.to_thread.run_sync(storage.lock_conversations_dir, conversations_dir)
         with lock:
-            await self._serve(task_status)
+            try:
+                await self._serve(task_status)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.asyncio_host.aclose()
 
     async def _serve(self, task_status: trio.TaskStatus[Supervisor]) -> None:
         conversations_dir = self.settings.conversations_dir
@@ -216,6 +224,7 @@ class Supervisor:
         conversation = Conversation(
             record,
             run_limiter=self.run_limiter,
+            asyncio_host=self.asyncio_host,
             subscriber_buffer=self.settings.subscriber_buffer,
             save=self.save,
         )
@@ -237,13 +246,18 @@ class Supervisor:
         conversation.adopt(sdk)
         if agent is None and conversation.status == "running":
             await trio.to_thread.run_sync(sdk_bridge.blocking_recover_interrupted_run, sdk)
-        await self._conversations_nursery.start(self._host_conversation, conversation)
+        # A task keeps the context it was started from: from a request's, the task would keep
+        # that request (its body too) as long as the conversation stays loaded.
+        started = trio.Event()
+        contextvars.Context().run(
+            self._conversations_nursery.start_soon, self._host_conversation, conversation, started
+        )
+        with trio.CancelScope(shield=True):  # the task gets there at its first step
+            await started.wait()
         self.loaded[record.id] = conversation
         return conversation
 
-    async def _host_conversation(
-        self, conversation: Conversation, *, task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _host_conversation(self, conversation: Conversation, started: trio.Event) -> None:
         """The conversation's own task: its scope and nursery live exactly as long as it does.
 
         It ends when cancelled (delete, shutdown) or, to bound memory, once nothing has used
@@ -253,7 +267,7 @@ class Supervisor:
             with conversation.scope:
                 async with trio.open_nursery() as conversation_nursery:
                     conversation.nursery = conversation_nursery
-                    task_status.started()
+                    started.set()
                     idle_seconds = self.settings.idle_unload_seconds
                     if idle_seconds > 0:
                         await conversation.wait_unused(idle_seconds)
@@ -266,6 +280,7 @@ class Supervisor:
                     else:
                         await trio.sleep_forever()
         finally:
+            started.set()  # even if it failed first: `_start` must not wait forever
             with trio.CancelScope(shield=True):
                 await self._release(conversation)
 
@@ -279,6 +294,10 @@ class Supervisor:
             reason = "conversation unloaded" if conversation.unloading else "server shutting down"
             await conversation.close_runtime(CLOSE_GOING_AWAY, reason)
             await self.save(conversation)
+        # The events' text is freed now, not at the cyclic collector's next full pass.
+        conversation.log.release()
+        if conversation.sdk is not None:
+            sdk_bridge.drop_event_caches(conversation.sdk)
         self.loaded.pop(conversation.id, None)
         conversation.closed.set()
 

@@ -9,6 +9,8 @@ confirmation answer that is accepted in any status.
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request
 
@@ -52,8 +54,11 @@ async def count_events(raw_id: str) -> Response:
     """How many events match the search filters (paging parameters are ignored)."""
     query = parse_query(EventSearchQuery)
     conversation = await loaded(raw_id)
-    matches = events.event_filter(query)
-    return json_response(sum(1 for event in conversation.log.events if matches(event)))
+    count = 0
+    async with aclosing(events.event_filter(query).select(conversation.log.events)) as found:
+        async for _ in found:
+            count += 1
+    return json_response(count)
 
 
 @blueprint.get("/api/conversations/<raw_id>/events/<event_id>")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import trio
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_request
 
@@ -35,11 +37,16 @@ from trio_openhands.routes.openapi import (
 from trio_openhands.validation import parse_body, parse_query
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Iterable
 
     from trio_openhands.event_log import LoggedEvent
 
 blueprint = Blueprint("events", __name__)
+
+# A search page stops before the event that would take it past this many bytes of events
+# (but always holds one, however big), so that a page of big messages stays a bounded
+# response; `next_page_id` then points at the event left out.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
 def _local_naive(raw: str, field: str) -> datetime:
@@ -62,22 +69,41 @@ def _local_naive(raw: str, field: str) -> datetime:
     return value
 
 
-def event_filter(query: EventSearchQuery) -> Callable[[LoggedEvent], bool]:
-    kind = query.kind.rsplit(".", 1)[-1] if query.kind else None
-    body = query.body.lower() if query.body else None
-    since = _local_naive(query.timestamp__gte, "timestamp__gte") if query.timestamp__gte else None
-    until = _local_naive(query.timestamp__lt, "timestamp__lt") if query.timestamp__lt else None
+class EventFilter:
+    """The search filters of a query (both dialects' search and count)."""
 
-    def matches(event: LoggedEvent) -> bool:
-        return (
-            (kind is None or event.kind == kind)
-            and (query.source is None or event.source == query.source)
-            and (body is None or body in event.text)
-            and (since is None or event.timestamp >= since)
-            and (until is None or event.timestamp < until)
-        )
+    def __init__(self, query: EventSearchQuery) -> None:
+        self.kind = query.kind.rsplit(".", 1)[-1] if query.kind else None
+        self.source = query.source
+        self.body = query.body.lower() if query.body else None
+        gte, lt = query.timestamp__gte, query.timestamp__lt
+        self.since = _local_naive(gte, "timestamp__gte") if gte else None
+        self.until = _local_naive(lt, "timestamp__lt") if lt else None
 
-    return matches
+    async def select(self, events: Iterable[LoggedEvent]) -> AsyncGenerator[LoggedEvent]:
+        """The matching events, in order. A big message's text is searched in a worker
+        thread (it is lower-cased then, a chunk at a time); everything else right here."""
+        kind, source, body = self.kind, self.source, self.body
+        since, until = self.since, self.until
+        for event in events:
+            if not (
+                (kind is None or event.kind == kind)
+                and (source is None or event.source == source)
+                and (since is None or event.timestamp >= since)
+                and (until is None or event.timestamp < until)
+            ):
+                continue
+            if body is not None:
+                if not event.search_is_slow:
+                    if not event.mentions(body):
+                        continue
+                elif not await trio.to_thread.run_sync(event.mentions, body):
+                    continue
+            yield event
+
+
+def event_filter(query: EventSearchQuery) -> EventFilter:
+    return EventFilter(query)
 
 
 @blueprint.get("/conversations/<raw_id>/events/search")
@@ -86,7 +112,8 @@ def event_filter(query: EventSearchQuery) -> Callable[[LoggedEvent], bool]:
 @responses(EventPage, 400, *LOADS)
 async def search_events(raw_id: str) -> Response:
     """Ordered by sequence number; `next_page_id` is the first event of the next page, so
-    paging neither skips nor repeats while a run appends."""
+    paging neither skips nor repeats while a run appends. A page holds at most `limit`
+    events and MAX_PAGE_BYTES of them (at least one event)."""
     query = parse_query(EventSearchQuery)
     conversation = await supervisor().get(parse_conversation_id(raw_id))
     event_log = conversation.log
@@ -97,16 +124,17 @@ async def search_events(raw_id: str) -> Response:
             raise ApiError(400, f"Unknown page_id: {query.page_id}")
     else:
         start = len(event_log) - 1 if descending else 0
-    matches = event_filter(query)
     page: list[str] = []
+    size = 0
     next_page_id: str | None = None
-    for event in event_log.iter_from(start, descending):
-        if not matches(event):
-            continue
-        if len(page) == query.limit:
-            next_page_id = event.id
-            break
-        page.append(event.json)
+    selected = event_filter(query).select(event_log.iter_from(start, descending))
+    async with aclosing(selected) as found:
+        async for event in found:
+            if len(page) == query.limit or (page and size + event.size > MAX_PAGE_BYTES):
+                next_page_id = event.id
+                break
+            page.append(event.json)
+            size += event.size
     return page_json(page, next_page_id)
 
 
