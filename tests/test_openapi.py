@@ -248,7 +248,7 @@ async def test_a_keyed_server_declares_its_key_and_every_401(keyed_server: LiveS
     assert spec["components"]["securitySchemes"]["SessionKey"]["name"] == "X-Session-API-Key"
     call = SpecClient(keyed_server, spec)
     ids = {"conversation_id": str(uuid.uuid4()), "event_id": "e"}
-    ids |= {"trajectory_id": str(uuid.uuid4()), "sha": "abcdef1"}
+    ids |= {"trajectory_id": str(uuid.uuid4()), "sha": "abcdef1", "command_id": str(uuid.uuid4())}
     for method, path in sorted(operations(spec)):
         operation = spec["paths"][path][method]
         if path in ("/alive", "/health", "/ready", "/", "/server_info"):

@@ -269,6 +269,24 @@ async def test_terminal_tool_runs_on_the_server(sdk: SdkSession) -> None:
     assert client.conversation.state.execution_status == Status.FINISHED
 
 
+async def test_the_sdks_first_remote_example(sdk: SdkSession) -> None:
+    """As the SDK's own remote-server example does: a command on the workspace before any
+    conversation exists, then a conversation on that same workspace."""
+    workspace = sdk.workspace()
+    try:
+        result = await call(workspace.execute_command, "pwd")
+        assert result.exit_code == 0
+        assert result.stdout.strip() == str(sdk.workspace_dir)
+    finally:
+        await call(workspace.reset_client)
+    tag = sdk.fake_llm.script("first", [tool_call("terminal", {"command": "pwd"}), finish("ok")])
+    client = await sdk.open("terminal")
+    await call(client.conversation.send_message, f"where are we {tag}")
+    await call(client.conversation.run)
+    observations = [e for e in client.conversation.state.events if isinstance(e, ObservationEvent)]
+    assert str(sdk.workspace_dir) in observations[0].observation.model_dump_json()
+
+
 async def test_always_confirm_waits_then_approve_and_reject(sdk: SdkSession) -> None:
     approve = sdk.fake_llm.script(
         "approve", [tool_call("terminal", {"command": "touch approved.txt"}), finish("ok")]

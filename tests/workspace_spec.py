@@ -1,4 +1,4 @@
-"""Requests that reach every file and git operation, for tests/test_openapi.py's check that
+"""Requests that reach every bash, file and git operation, for tests/test_openapi.py's check that
 real answers match the spec (kept here, beside the workspace tests, so that the spec test
 only calls it)."""
 
@@ -78,3 +78,30 @@ async def reach_workspace_operations(call: Call, workspace: Path, conversation_i
     await call("get", "/api/git/changes", 400, params={"path": "/"})
     await call("get", "/api/git/changes", 404, params={"path": f"{here}/missing"})
     await call("get", scoped + "/git/changes", 404, unknown)
+
+    for prefix, ids in (("/api", {}), (scoped, conv)):
+        bash = prefix + "/bash"
+        done = await call("post", bash + "/execute_bash_command", 200, ids, json={"command": "pwd"})
+        assert done.json()["exit_code"] == 0
+        await call("post", bash + "/execute_bash_command", 422, ids, json={"command": ""})
+        started = await call(
+            "post", bash + "/start_bash_command", 200, ids, json={"command": "true"}
+        )
+        command = {**ids, "command_id": started.json()["id"]}
+        await call("post", bash + "/start_bash_command", 422, ids, json={"timeout": 0})
+        found = await call("get", bash + "/bash_events/search", 200, ids, params={"limit": 1})
+        await call("get", bash + "/bash_events/search", 422, ids, params={"kind__eq": "Nope"})
+        await call("get", bash + "/bash_events/search", 400, ids, params={"page_id": "nope"})
+        event = {**ids, "event_id": found.json()["items"][0]["id"]}
+        await call("get", bash + "/bash_events/{event_id}", 200, event)
+        await call(
+            "get", bash + "/bash_events/{event_id}", 404, {**ids, "event_id": str(uuid.uuid4())}
+        )
+        await call("get", bash + "/bash_events", 200, ids, params={"event_ids": event["event_id"]})
+        stop = bash + "/bash_commands/{command_id}/stop"
+        await call("post", stop, 200, command)
+        await call("post", stop, 404, {**ids, "command_id": str(uuid.uuid4())})
+        await call("post", stop, 422, {**ids, "command_id": "x"})
+        cleared = await call("delete", bash + "/bash_events", 200, ids)
+        assert cleared.json()["cleared_count"] >= 2
+    await call("get", scoped + "/bash/bash_events/search", 404, unknown)

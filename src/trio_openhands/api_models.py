@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from trio_openhands.models import (
     TAG_KEY_MAX_LENGTH,
@@ -24,6 +32,19 @@ from trio_openhands.validation import check_uuid_text
 from trio_openhands.working_dirs import check_working_dir_text
 
 StrictUuid = Annotated[uuid.UUID, BeforeValidator(check_uuid_text)]
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A naive time is UTC (the bash events' clock); an aware one is converted to it."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("Datetime is out of range once converted to UTC") from None
+
+
+AwareOrUtc = Annotated[datetime, AfterValidator(_as_utc)]
 
 ApiExecutionStatus = Literal[
     "idle",
@@ -176,3 +197,32 @@ class ApiBatchQuery(BaseModel):
 
 class ApiInfoQuery(BaseModel):
     include_skills: bool = False
+
+
+class ExecuteBashRequest(BaseModel):
+    """A shell command for the workspace API (`start_bash_command`, `execute_bash_command`,
+    or a frame on `/sockets/bash-events`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    command: str = Field(min_length=1, max_length=1024 * 1024)
+    cwd: str | None = None
+    timeout: int = Field(default=300, ge=1, le=24 * 3600)
+
+    @field_validator("cwd")
+    @classmethod
+    def _usable_cwd(cls, value: str | None) -> str | None:
+        return None if value is None else check_working_dir_text(value)
+
+
+class BashEventSearchQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind__eq: Literal["BashCommand", "BashOutput"] | None = None
+    command_id__eq: StrictUuid | None = None
+    timestamp__gte: AwareOrUtc | None = None
+    timestamp__lt: AwareOrUtc | None = None
+    order__gt: int | None = None
+    sort_order: Literal["TIMESTAMP", "TIMESTAMP_DESC"] = "TIMESTAMP"
+    page_id: str | None = None
+    limit: int = Field(default=100, ge=1, le=100)

@@ -24,6 +24,7 @@ from trio_openhands.http_connection import (
     install_json_protocol_errors,
 )
 from trio_openhands.routes import (
+    api_bash,
     api_conversations,
     api_events,
     api_files,
@@ -151,7 +152,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_security(app, settings)
-    api_modules = (api_conversations, api_events, api_sockets)
+    api_modules = (api_conversations, api_events, api_sockets, api_bash)
     for module in (server, conversations, events, sockets, *api_modules):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(api_files.blueprint)

@@ -72,6 +72,10 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     # Seconds a request may take to deliver its body once a handler reads it (408 after).
     body_timeout: float = 20.0
+    # `openhands-server` serves beyond loopback without a session key only when this is set.
+    allow_open: bool = False
+    # Bytes of output one workspace-API command keeps; the rest is drained and dropped.
+    command_output_limit: int = 16 * 1024 * 1024
     # Directories every conversation's working directory must lie under (empty: anywhere).
     working_dir_roots: tuple[Path, ...] = ()
     # Bytes a file upload (`POST /api/file/upload`) may hold at most (413 beyond).
@@ -107,6 +111,10 @@ class Settings:
             values["graceful_timeout"] = float(env["OPENHANDS_GRACEFUL_TIMEOUT"])
         if env.get("OPENHANDS_WS_PING_INTERVAL"):
             values["websocket_ping_interval"] = float(env["OPENHANDS_WS_PING_INTERVAL"])
+        if env.get("OPENHANDS_ALLOW_OPEN"):
+            values["allow_open"] = env["OPENHANDS_ALLOW_OPEN"].lower() in ("1", "true", "yes")
+        if env.get("OPENHANDS_COMMAND_OUTPUT_LIMIT"):
+            values["command_output_limit"] = int(env["OPENHANDS_COMMAND_OUTPUT_LIMIT"])
         if env.get("OPENHANDS_BODY_TIMEOUT"):
             values["body_timeout"] = float(env["OPENHANDS_BODY_TIMEOUT"])
         if env.get("OPENHANDS_SUBSCRIBER_BUFFER"):

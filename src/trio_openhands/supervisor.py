@@ -25,6 +25,7 @@ from trio_openhands.asyncio_host import AsyncioHost
 from trio_openhands.conversation import Conversation, ConversationRecord, utc_now
 from trio_openhands.errors import ApiError, NotFound
 from trio_openhands.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
+from trio_openhands.services.commands import CommandService
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -51,6 +52,11 @@ class Supervisor:
         self.run_limiter = trio.CapacityLimiter(settings.max_concurrent_runs)
         # Every SDK run shares one asyncio loop, closed once every conversation is.
         self.asyncio_host = AsyncioHost(max_workers=max(32, 4 * settings.max_concurrent_runs))
+        # Shell commands of the workspace API, in a nursery of their own (see commands.py).
+        self.commands = CommandService(
+            subscriber_buffer=settings.subscriber_buffer,
+            max_output_bytes=settings.command_output_limit,
+        )
         self.records: dict[uuid.UUID, ConversationRecord] = {}
         self.loaded: dict[uuid.UUID, Conversation] = {}
         self._loading: dict[uuid.UUID, trio.Event] = {}
@@ -86,6 +92,7 @@ class Supervisor:
         log.info("supervisor: %d stored conversations in %s", len(self.records), conversations_dir)
         async with trio.open_nursery() as conversations_nursery:
             self._conversations_nursery = conversations_nursery
+            await conversations_nursery.start(self.commands.run)
             task_status.started(self)
             try:
                 await trio.sleep_forever()
@@ -317,6 +324,7 @@ class Supervisor:
         conversation.deleted = True
         self.records.pop(conversation_id, None)
         conversation.scope.cancel()
+        await self.commands.stop_scope(conversation_id)
         await conversation.closed.wait()
 
     async def shutdown(self) -> None:

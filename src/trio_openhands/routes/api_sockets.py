@@ -64,8 +64,10 @@ class BadQuery(Exception):
     pass
 
 
-@blueprint.websocket("/sockets/events/<raw_id>")
-async def events_socket(raw_id: str) -> None:
+async def accept_authenticated() -> bool:
+    """Accept the socket if its key is right (header, query, or the first frame when the
+    server has keys); a wrong key in the header or query is a 403 before accepting, a
+    wrong or missing first frame a close with 4001 (then False)."""
     keys = app().settings.session_api_keys
     offered = websocket.headers.get(API_KEY_HEADER) or websocket.args.get("session_api_key")
     if keys and offered is not None and not key_is_valid(offered, keys):
@@ -73,6 +75,13 @@ async def events_socket(raw_id: str) -> None:
     await websocket.accept()
     if keys and offered is None and not await _authenticated_by_first_frame(keys):
         await websocket.close(CLOSE_AUTH_FAILED, "Authentication failed")
+        return False
+    return True
+
+
+@blueprint.websocket("/sockets/events/<raw_id>")
+async def events_socket(raw_id: str) -> None:
+    if not await accept_authenticated():
         return
     try:
         if (conversation_id := strict_uuid(raw_id)) is None:

@@ -348,6 +348,42 @@ class GitCommitsPage(BaseModel):
     has_more: bool
 
 
+class BashEvent(BaseModel):
+    """A `BashCommand` (a command started) or a `BashOutput` (a chunk of its output; the
+    last one has `exit_code`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["BashCommand", "BashOutput"]
+    id: uuid.UUID
+    timestamp: datetime
+    command_id: uuid.UUID | None = None
+    order: int | None = None
+    exit_code: int | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    command: str | None = None
+    cwd: str | None = None
+    timeout: int | None = None
+
+
+class BashEventPage(BaseModel):
+    """A page of bash events; `next_page_id` is the first event of the next page."""
+
+    items: list[BashEvent]
+    next_page_id: str | None
+
+
+class BashEvents(RootModel[list[BashEvent | None]]):
+    """The events asked for, in order; `null` for an unknown id."""
+
+
+class ClearedCount(BaseModel):
+    """How many bash events were cleared."""
+
+    cleared_count: int
+
+
 # -- the decorator and the spec ------------------------------------------------------------
 
 
