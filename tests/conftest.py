@@ -20,7 +20,7 @@ from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
     from pathlib import Path
 
 quiet_sdk_environment()
@@ -162,7 +162,7 @@ def free_port() -> int:
 
 
 async def start_cli_server(
-    tmp_path: Path, port: int, *, wait_for: str = "/alive", **env: str
+    tmp_path: Path, port: int, *, wait_for: str = "/alive", args: Sequence[str] = (), **env: str
 ) -> trio.Process:
     """`openhands-server` as a separate process, answering `wait_for` with a 200."""
     environment = {
@@ -178,6 +178,7 @@ async def start_cli_server(
         str(port),
         "--log-level",
         "WARNING",
+        *args,
     ]
     process = await trio.lowlevel.open_process(command, env=environment, cwd=tmp_path)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -173,6 +174,32 @@ async def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
             await process.wait()
 
 
+async def test_cli_refuses_to_serve_beyond_loopback_without_a_key(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "trio_openhands.cli", "--host", "0.0.0.0", "--port", "0"]
+    environment = {**os.environ, "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "c")}
+    environment.pop("SESSION_API_KEY", None)
+    with trio.fail_after(30):
+        refused = await trio.run_process(
+            command, env=environment, capture_stdout=True, capture_stderr=True, check=False
+        )
+    assert refused.returncode == 2
+    assert b"refusing to serve 0.0.0.0 without a session key" in refused.stderr
+    assert not (tmp_path / "c").exists()  # it stopped before touching anything
+
+
+async def test_cli_serves_beyond_loopback_when_told(tmp_path: Path) -> None:
+    port = free_port()
+    process = await start_cli_server(
+        tmp_path, port, args=["--host", "0.0.0.0"], OPENHANDS_ALLOW_OPEN="1"
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/alive")).status_code == 200
+    finally:
+        process.kill()
+        await process.wait()
+
+
 def test_cli_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "trio_openhands.cli", "--help"],
@@ -188,5 +215,6 @@ def test_cli_help() -> None:
         "--session-api-key",
         "--cors-origin",
         "--log-level",
+        "--allow-open",
     ):
         assert flag in result.stdout

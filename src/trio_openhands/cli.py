@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         "OPENHANDS_ALLOWED_HOSTS, comma-separated; `*` for any)",
     )
     parser.add_argument(
+        "--allow-open",
+        action="store_true",
+        default=None,
+        help="serve beyond loopback without a session key (env OPENHANDS_ALLOW_OPEN=1): "
+        "anyone who reaches the port gets a shell",
+    )
+    parser.add_argument(
         "--log-level",
         default=None,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -93,6 +100,19 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allowed_hosts=tuple(args.allowed_hosts) if args.allowed_hosts else None,
         log_level=args.log_level,
         max_concurrent_runs=args.max_concurrent_runs,
+        allow_open=args.allow_open,
+    )
+
+
+def refusal(settings: Settings) -> str | None:
+    """Why this server must not start, if it must not: the workspace API and the agent give
+    whoever reaches the port a shell, so a keyless server stays on loopback unless told."""
+    if settings.binds_loopback or settings.session_api_keys or settings.allow_open:
+        return None
+    return (
+        f"refusing to serve {settings.host} without a session key: anyone who can reach the "
+        "port could run commands. Set SESSION_API_KEY (or --session-api-key), bind to "
+        "127.0.0.1, or pass --allow-open (OPENHANDS_ALLOW_OPEN=1) to serve it open anyway."
     )
 
 
@@ -112,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         from trio_openhands.demo import run_demo
 
         sys.exit(trio.run(run_demo, settings.with_changes(port=args.demo_port)))
+    if (reason := refusal(settings)) is not None:
+        logging.getLogger("trio_openhands").error("%s", reason)
+        sys.exit(2)
     from trio_openhands.server import serve
     from trio_openhands.storage import DirectoryInUse, lock_conversations_dir
 
