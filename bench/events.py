@@ -58,8 +58,8 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 if TYPE_CHECKING:
-    from trio_openhands.app import OpenHandsApp
-    from trio_openhands.conversation import Conversation
+    from trio_openhands.core.conversation import Conversation
+    from trio_openhands.web.app import OpenHandsApp
 
 END_MARKER = "bench-end-of-burst"
 
@@ -243,8 +243,8 @@ class StalledSocket:
 async def start(settings: Any, nursery: trio.Nursery) -> tuple[OpenHandsApp, str, trio.Event]:
     from hypercorn.trio import serve
 
-    from trio_openhands.app import create_app
     from trio_openhands.server import hypercorn_config
+    from trio_openhands.web.app import create_app
 
     app = create_app(settings)
     stop = trio.Event()
@@ -391,7 +391,7 @@ async def main() -> None:
     logging.getLogger("trio_openhands").setLevel(logging.WARNING)
     import httpx
 
-    from trio_openhands.sdk_loader import quiet_sdk_environment
+    from trio_openhands.core.sdk_loader import quiet_sdk_environment
     from trio_openhands.settings import Settings
     from trio_openhands.testing.fake_llm import FakeLLM
 

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import trio
 
-from trio_openhands.sdk_loader import quiet_sdk_environment
+from trio_openhands.core.sdk_loader import quiet_sdk_environment
 from trio_openhands.server import serve
 from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM

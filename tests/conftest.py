@@ -14,7 +14,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from trio_openhands.sdk_loader import quiet_sdk_environment
+from trio_openhands.core.sdk_loader import quiet_sdk_environment
 from trio_openhands.server import serve
 from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM

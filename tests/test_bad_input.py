@@ -11,7 +11,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings
-from trio_openhands.validation import MAX_JSON_DEPTH
+from trio_openhands.core.validation import MAX_JSON_DEPTH
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_openhands.event_log import (
+from trio_openhands.core.event_log import (
     CLOSE_CONVERSATION_DELETED,
     CLOSE_GOING_AWAY,
     CLOSE_TRY_AGAIN_LATER,
@@ -25,7 +25,7 @@ from trio_openhands.event_log import (
 )
 
 if TYPE_CHECKING:
-    from trio_openhands.event_log import Frame, Subscription
+    from trio_openhands.core.event_log import Frame, Subscription
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 

@@ -20,8 +20,8 @@ from tests.conftest import (
     wait_for_event,
     wait_status,
 )
-from trio_openhands.asyncio_host import AsyncioHost
-from trio_openhands.conversation import Conversation
+from trio_openhands.core.asyncio_host import AsyncioHost
+from trio_openhands.core.conversation import Conversation
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from quart.wrappers import Request
 
 from tests.conftest import LiveServer, llm_settings, wait_status
-from trio_openhands.conversation import Conversation
-from trio_openhands.event_log import LoggedEvent
-from trio_openhands.routes.events import MAX_PAGE_BYTES
+from trio_openhands.core.conversation import Conversation
+from trio_openhands.core.event_log import LoggedEvent
 from trio_openhands.testing.fake_llm import FakeLLM, finish
+from trio_openhands.web.seed.events import MAX_PAGE_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

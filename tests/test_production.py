@@ -17,7 +17,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
 from tests.conftest import llm_settings
 from tests.server_process import server_process
-from trio_openhands import storage
+from trio_openhands.stores import file_store
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
 if TYPE_CHECKING:
@@ -104,8 +104,10 @@ async def test_sigterm_pauses_persists_and_closes_sockets(
     assert stopped_after < 8, f"{stopped_after:.1f} s\n{server.transcript()}"
 
     # Persisted as paused before the process ended (a crash would leave "running").
-    folder = storage.conversation_dir(tmp_path / "conversations", conversation_id.replace("-", ""))
-    assert json.loads((folder / storage.META_FILE).read_text())["status"] == "paused"
+    folder = file_store.conversation_dir(
+        tmp_path / "conversations", conversation_id.replace("-", "")
+    )
+    assert json.loads((folder / file_store.META_FILE).read_text())["status"] == "paused"
     assert json.loads((folder / "base_state.json").read_text())["execution_status"] == "paused"
 
     async with hypercorn_cli(env, tmp_path) as server:

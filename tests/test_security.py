@@ -12,9 +12,9 @@ import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings
-from trio_openhands.security import host_is_allowed
 from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM, tool_call
+from trio_openhands.web.security import host_is_allowed
 
 if TYPE_CHECKING:
     from pathlib import Path

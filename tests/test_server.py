@@ -16,7 +16,7 @@ import trio
 from quart.typing import TestClientProtocol as QuartClient
 
 from tests.conftest import free_port, start_cli_server, test_settings
-from trio_openhands.app import OpenHandsApp, create_app
+from trio_openhands.web.app import OpenHandsApp, create_app
 
 
 @pytest.fixture

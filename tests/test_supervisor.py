@@ -12,11 +12,11 @@ import trio.testing
 
 from tests.conftest import start_server, test_settings, wait_status
 from tests.test_conversations import events_of, start
-from trio_openhands.asyncio_host import CANCEL_GRACE_SECONDS, AsyncioHost
-from trio_openhands.models import StartConversationRequest, TextPart
-from trio_openhands.sdk_bridge import to_message
-from trio_openhands.sdk_loader import SdkLoader
-from trio_openhands.supervisor import Supervisor
+from trio_openhands.core.asyncio_host import CANCEL_GRACE_SECONDS, AsyncioHost
+from trio_openhands.core.models import StartConversationRequest, TextPart
+from trio_openhands.core.sdk_bridge import to_message
+from trio_openhands.core.sdk_loader import SdkLoader
+from trio_openhands.core.supervisor import Supervisor
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
 

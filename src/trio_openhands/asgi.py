@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trio_openhands import app as app_module
 from trio_openhands.settings import Settings
+from trio_openhands.web import app as app_module
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from trio_openhands.app import OpenHandsApp
+    from trio_openhands.web.app import OpenHandsApp
 
 log = logging.getLogger(__name__)
 

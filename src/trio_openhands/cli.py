@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("trio_openhands").error("%s", reason)
         sys.exit(2)
     from trio_openhands.server import serve
-    from trio_openhands.storage import DirectoryInUse, lock_conversations_dir
+    from trio_openhands.stores.file_store import DirectoryInUse, lock_conversations_dir
 
     try:  # the supervisor takes the lock for real; this is for a one-line answer
         lock_conversations_dir(settings.conversations_dir).close()

@@ -19,7 +19,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from trio_openhands.app import OpenHandsApp, create_app
+from trio_openhands.web.app import OpenHandsApp, create_app
 
 if TYPE_CHECKING:
     from trio_openhands.settings import Settings

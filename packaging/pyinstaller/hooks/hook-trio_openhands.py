@@ -3,7 +3,7 @@ package version, which /server_info reads from the metadata."""
 
 from PyInstaller.utils.hooks import copy_metadata
 
-from trio_openhands.sdk_loader import TOOL_MODULES
+from trio_openhands.core.sdk_loader import TOOL_MODULES
 
 hiddenimports = ["openhands.sdk", *TOOL_MODULES.values()]
 datas = copy_metadata("trio-openhands")

@@ -1,4 +1,4 @@
 """What the server does, apart from how it is asked over HTTP: plain functions and small
-classes with no Quart in them (routes/ is the HTTP layer over them). Their errors are in
+classes with no Quart in them (web/ is the HTTP layer over them). Their errors are in
 `errors.py`.
 """

@@ -1,0 +1,296 @@
+"""One conversation: its SDK object, its event log, and the cancel scopes that run it.
+
+    conversation scope (DELETE / shutdown cancels it; owned by the supervisor's task)
+    └── conversation nursery
+        └── run task: run scope (pause cancels it)
+            └── waits for a run slot, then AsyncioHost.run(sdk.arun) (the supervisor's loop)
+
+Pause cancels the run scope: the SDK's asyncio task is cancelled mid-LLM-call, the SDK
+records an InterruptEvent and `paused`. Resume starts a new run task. Delete cancels the
+conversation scope; the supervisor then closes the SDK (terminals and other tool
+processes), closes the sockets and removes the files.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from trio_openhands.core import sdk_bridge
+from trio_openhands.core.event_log import EventLog, Transient
+
+if TYPE_CHECKING:
+    from openhands.sdk import LocalConversation, Message
+    from openhands.sdk.event import Event
+
+    from trio_openhands.core.asyncio_host import AsyncioHost
+
+log = logging.getLogger(__name__)
+
+# `resume` is a no-op in these: nothing to do, or an approval is owed (respond_to_confirmation).
+_NOTHING_TO_RESUME = frozenset({"finished", "waiting_for_confirmation"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ConversationRecord:
+    """What the server knows of a conversation without loading it (meta.json)."""
+
+    id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    request: dict[str, Any]  # what was asked for, api_key removed
+    title: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str = "idle"  # last known; the live one comes from the SDK when loaded
+    metrics: dict[str, Any] | None = None  # last known tokens and cost, for listings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "request": self.request,
+            "title": self.title,
+            "tags": self.tags,
+            "status": self.status,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConversationRecord:
+        return cls(
+            id=uuid.UUID(data["id"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            request=data.get("request", {}),
+            title=data.get("title"),
+            tags=data.get("tags") or {},
+            status=data.get("status", "idle"),
+            metrics=data.get("metrics"),
+        )
+
+
+class Conversation:
+    """Runtime state of one loaded conversation. Methods are called on the Trio thread."""
+
+    def __init__(
+        self,
+        record: ConversationRecord,
+        *,
+        run_limiter: trio.CapacityLimiter,
+        asyncio_host: AsyncioHost,
+        subscriber_buffer: int,
+        save: Callable[[Conversation], Awaitable[None]],
+    ) -> None:
+        self.record = record
+        self.log = EventLog(subscriber_buffer)
+        self.sdk: LocalConversation | None = None
+        self.scope = trio.CancelScope()  # the conversation's lifetime
+        self.nursery: trio.Nursery | None = None
+        self.closed = trio.Event()
+        self.deleted = False
+        self.unloading = False
+        self.last_used = trio.current_time()
+        self._host = asyncio_host  # shared by every conversation: see asyncio_host.py
+        self._run_limiter = run_limiter
+        self._save = save  # persists the record: a restart must know a run was in progress
+        self._run_scope: trio.CancelScope | None = None
+        self._run_finished = trio.Event()
+        self._run_finished.set()
+        self._run_wanted = False
+        self.waiting_for_slot = False
+        # Called on the Trio thread when a run task ends, after its settled status is
+        # published (the /api sockets send a full_state snapshot then). Must not raise.
+        self.run_end_listeners: set[Callable[[], None]] = set()
+        self._token = trio.lowlevel.current_trio_token()
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.record.id
+
+    @property
+    def running(self) -> bool:
+        return self._run_scope is not None
+
+    @property
+    def status(self) -> str:
+        """The status a client may rely on: while a run task is in progress it is `running`;
+        once the task has ended, every event of the run is in the log (the SDK's callbacks
+        were queued before the run's end), so a client that reads `error` finds the error
+        event, and one that reads `paused` finds the interrupt."""
+        if self.sdk is None:
+            return self.record.status
+        if self._run_scope is not None and not self.waiting_for_slot:
+            return "running"
+        return sdk_bridge.status_of(self.sdk)
+
+    def touch(self) -> None:
+        """Note a use: an unused conversation is unloaded after `idle_unload_seconds`."""
+        self.last_used = trio.current_time()
+
+    async def wait_unused(self, idle_seconds: float) -> None:
+        """Return once no run, socket or request has used the conversation for `idle_seconds`."""
+        while True:
+            await trio.sleep_until(self.last_used + idle_seconds)
+            if self.running or self.log.statistics()["subscribers"]:
+                self.touch()
+            elif trio.current_time() >= self.last_used + idle_seconds:
+                return
+
+    # -- events from the SDK (its threads, its lock held: hand over, never wait) --------
+
+    def on_sdk_event(self, event: Event) -> None:
+        try:
+            text = sdk_bridge.serialize_event(event)
+            self._token.run_sync_soon(self._append, event, text)
+        except trio.RunFinishedError:
+            pass
+        except Exception:  # a raising callback would end the SDK's run in error
+            log.exception("conversation %s: could not hand over an event", self.id)
+
+    def on_sdk_state_change(self, event: Event) -> None:
+        try:
+            text = sdk_bridge.serialize_event(event)
+            self._token.run_sync_soon(self.log.publish, Transient(text))
+        except trio.RunFinishedError:
+            pass
+        except Exception:
+            log.exception("conversation %s: could not hand over a state update", self.id)
+
+    def _append(self, event: Event, text: str) -> None:
+        self.log.append(event, text)
+        self.record.updated_at = utc_now()
+
+    def adopt(self, sdk: LocalConversation) -> None:
+        """Take a freshly opened SDK conversation and rebuild the log from its events."""
+        self.sdk = sdk
+        for event in list(sdk.state.events):
+            self.log.append(event, sdk_bridge.serialize_event(event))
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def request_run(self) -> None:
+        """Make sure a run will see everything sent so far: start one, or flag the current
+        one to go again, so a message that lands as a run ends is never stranded."""
+        self._run_wanted = True
+        if self._run_scope is None and self.nursery is not None and not self.deleted:
+            self._run_scope = trio.CancelScope()
+            self._run_finished = trio.Event()
+            # Not in the caller's context: a request's (and its body) would stay referenced
+            # from the run, and from the SDK's asyncio tasks it starts, long after.
+            contextvars.Context().run(self.nursery.start_soon, self._run, self._run_scope)
+
+    async def _run(self, run_scope: trio.CancelScope) -> None:
+        assert self.sdk is not None
+        sdk = self.sdk
+        try:
+            with run_scope:
+                self.waiting_for_slot = True
+                async with self._run_limiter:
+                    self.waiting_for_slot = False
+                    await self._save(self)
+                    while self._run_wanted:
+                        self._run_wanted = False
+                        log.info("conversation %s: run started", self.id)
+                        try:
+                            await self._host.run(sdk.arun)
+                        except Exception as error:  # the SDK logged an error event already
+                            log.warning("conversation %s: run failed: %s", self.id, error)
+                            break
+                        log.info(
+                            "conversation %s: run ended %s", self.id, sdk_bridge.status_of(sdk)
+                        )
+            if run_scope.cancelled_caught:
+                log.info("conversation %s: run cancelled, %s", self.id, sdk_bridge.status_of(sdk))
+        finally:
+            self.waiting_for_slot = False
+            self._run_scope = None
+            self._run_wanted = False
+            # The run's events are all in the log now: tell subscribers the settled status.
+            self.log.publish(Transient(sdk_bridge.status_update_json(self.status)))
+            for listener in list(self.run_end_listeners):
+                listener()
+            with trio.CancelScope(shield=True):
+                await self._save(self)
+            self._run_finished.set()
+
+    async def pause(self) -> None:
+        """Stop the agent now; a no-op unless it is running or idle."""
+        assert self.sdk is not None
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+            await self._run_finished.wait()
+        if self.status in ("idle", "running"):
+            # Not running, or cancelled while waiting for a slot: the SDK records the pause.
+            await trio.to_thread.run_sync(self.sdk.pause)
+            await self._save(self)  # an ended run task has saved the record itself
+
+    def resume(self) -> None:
+        if self._run_scope is None and self.status not in _NOTHING_TO_RESUME:
+            self.request_run()
+
+    async def wait_run_finished(self) -> None:
+        await self._run_finished.wait()
+
+    async def send_message(self, message: Message, run: bool) -> None:
+        """A new message supersedes an action waiting for approval: the action is rejected,
+        as the SDK itself does when a message lands mid-step, so that the next run cannot
+        execute it unapproved."""
+        assert self.sdk is not None
+        if sdk_bridge.status_of(self.sdk) == "waiting_for_confirmation":
+            await trio.to_thread.run_sync(
+                self.sdk.reject_pending_actions, "Superseded by a new user message"
+            )
+        await trio.to_thread.run_sync(self.sdk.send_message, message)
+        if run:
+            self.request_run()
+
+    async def respond_to_confirmation(self, accept: bool, reason: str) -> None:
+        assert self.sdk is not None
+        if accept:
+            self.request_run()  # the SDK runs the pending actions as an implicit approval
+        else:
+            await trio.to_thread.run_sync(self.sdk.reject_pending_actions, reason)
+
+    async def set_confirmation_policy(self, policy: Any) -> None:
+        assert self.sdk is not None
+        await trio.to_thread.run_sync(self.sdk.set_confirmation_policy, policy)
+
+    async def set_security_analyzer(self, analyzer: Any) -> None:
+        assert self.sdk is not None
+        await trio.to_thread.run_sync(self.sdk.set_security_analyzer, analyzer)
+
+    async def update_secrets(self, secrets: dict[str, Any]) -> None:
+        assert self.sdk is not None
+        await trio.to_thread.run_sync(self.sdk.update_secrets, secrets)
+
+    # -- end of life --------------------------------------------------------------------
+
+    async def close_runtime(self, close_code: int, reason: str) -> None:
+        """Release what the conversation holds. Shielded by the caller."""
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+            await self._run_finished.wait()
+        self.log.close(close_code, reason)
+        if self.sdk is not None:
+            self.record.status = self.status
+            try:
+                await trio.to_thread.run_sync(self.sdk.close)
+            except Exception:
+                log.exception("conversation %s: closing the SDK conversation failed", self.id)
+
+    def workspace_dir(self, default: Path) -> Path:
+        working_dir = (self.record.request.get("workspace") or {}).get("working_dir")
+        return Path(working_dir) if working_dir else default

@@ -1,0 +1,200 @@
+"""Everything that touches the OpenHands SDK's own types, in one place.
+
+Imports of `openhands.*` happen inside the functions: this module is imported at start-up,
+the SDK only later (see `sdk_loader`). Functions named `blocking_*` must run in a worker
+thread (they take the SDK's state lock or touch the disk).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from trio_openhands.core.errors import ValidationFailed
+from trio_openhands.core.models import ContentPart, ImagePart, StartConversationRequest
+from trio_openhands.core.validation import errors_from
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from openhands.sdk import LLM, LocalConversation, Message
+    from openhands.sdk.event import Event
+
+REDACTED = "**********"
+# The subprocess terminal starts in ~30 ms; tmux costs ~230 ms and a tmux server each.
+DEFAULT_TOOL_PARAMS: dict[str, dict[str, Any]] = {"terminal": {"terminal_type": "subprocess"}}
+
+
+def build_llm(spec: dict[str, Any], default_api_key: str | None) -> LLM:
+    """The SDK's LLM settings from the request, with the server's key when it gives none."""
+    from openhands.sdk import LLM
+
+    values = {"usage_id": "agent", **spec}
+    if not values.get("api_key") and default_api_key:
+        values["api_key"] = default_api_key
+    try:
+        return LLM.model_validate(values)
+    except ValidationError as error:
+        raise ValidationFailed(errors_from(error, ("body", "llm"))) from None
+
+
+def redact_mcp_config(mcp_config: dict[str, Any]) -> dict[str, Any]:
+    """MCP servers as shown and stored by us: their `env` and `headers` values redacted.
+    The SDK keeps the real values, encrypted with the server secret, in its own state."""
+    shown: dict[str, Any] = {}
+    for name, server in mcp_config.items():
+        if not isinstance(server, dict):
+            shown[name] = server
+            continue
+        shown[name] = {
+            key: (
+                {k: REDACTED for k in value}
+                if key in ("env", "headers") and isinstance(value, dict)
+                else value
+            )
+            for key, value in server.items()
+        }
+    return shown
+
+
+def build_agent(request: StartConversationRequest, llm: LLM) -> Any:
+    from openhands.sdk import Agent, AgentContext, Tool
+
+    tools = [
+        Tool(name=tool.name, params={**DEFAULT_TOOL_PARAMS.get(tool.name, {}), **tool.params})
+        for tool in request.tools
+    ]
+    try:
+        context = (
+            AgentContext.model_validate(request.agent_context) if request.agent_context else None
+        )
+        return Agent(llm=llm, tools=tools, mcp_config=request.mcp_config, agent_context=context)
+    except ValidationError as error:
+        raise ValidationFailed(errors_from(error, ("body",))) from None
+
+
+def make_cipher(secret_key: str) -> Any:
+    from openhands.sdk.utils.cipher import Cipher
+
+    return Cipher(secret_key=secret_key)
+
+
+def blocking_open_conversation(
+    *,
+    conversation_id: uuid.UUID,
+    agent: Any | None,
+    workspace_dir: Path,
+    conversations_dir: Path,
+    max_iterations: int,
+    cipher: Any,
+    on_event: Callable[[Event], None],
+    on_state_change: Callable[[Event], None],
+    confirmation_mode: bool | None,
+) -> LocalConversation:
+    """Create a conversation, or restore it from disk when `agent` is None."""
+    from openhands.sdk import LocalConversation
+    from openhands.sdk.security.confirmation_policy import AlwaysConfirm
+
+    conversation = LocalConversation(
+        agent=agent,
+        workspace=str(workspace_dir),
+        persistence_dir=str(conversations_dir),
+        conversation_id=conversation_id,
+        callbacks=[on_event],
+        visualizer=None,
+        max_iteration_per_run=max_iterations,
+        cipher=cipher,
+        delete_on_close=False,
+    )
+    conversation.state.set_on_state_change(on_state_change)
+    if confirmation_mode:
+        conversation.set_confirmation_policy(AlwaysConfirm())
+    return conversation
+
+
+def to_message(content: list[ContentPart]) -> Message:
+    from openhands.sdk import ImageContent, Message, TextContent
+
+    parts: list[TextContent | ImageContent] = []
+    for part in content:
+        if isinstance(part, ImagePart):
+            parts.append(ImageContent(image_urls=part.image_urls))
+        else:
+            parts.append(TextContent(text=part.text, cache_prompt=part.cache_prompt))
+    return Message(role="user", content=parts)
+
+
+def serialize_event(event: Event) -> str:
+    """The one serialization of an event, shared by REST pages and socket frames."""
+    return event.model_dump_json()
+
+
+def status_update_json(status: str) -> str:
+    """A socket frame telling subscribers the status a client may now rely on."""
+    from openhands.sdk.event import ConversationStateUpdateEvent
+
+    return ConversationStateUpdateEvent(key="execution_status", value=status).model_dump_json()
+
+
+def status_of(conversation: LocalConversation) -> str:
+    """Lock-free read of the live execution status (the SDK documents it as safe)."""
+    return str(conversation.state.execution_status.value)
+
+
+def metrics_of(conversation: LocalConversation) -> dict[str, Any]:
+    metrics = conversation.conversation_stats.get_combined_metrics()
+    usage = metrics.accumulated_token_usage
+    return {
+        "accumulated_cost": metrics.accumulated_cost,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+    }
+
+
+def drop_event_caches(conversation: LocalConversation) -> None:
+    """After `close()`: drop the SDK's in-memory copies of the events (its event cache, the
+    cached view, the file store's cache of written files). A closed SDK conversation is a
+    web of reference cycles that only a full cyclic collection frees, which a busy process
+    may not run for a long while; without this, each big message stays in memory until
+    then. Private attributes of openhands-sdk 1.58: if they move, this does nothing, and
+    tests/test_memory.py fails."""
+    from openhands.sdk.context.view.view import View
+
+    state = conversation.state
+    cache = getattr(getattr(state, "_events", None), "_event_cache", None)
+    if isinstance(cache, dict):
+        cache.clear()
+    if isinstance(getattr(state, "_view", None), View):
+        state._view = View()  # pyright: ignore[reportPrivateUsage]
+    file_cache = getattr(getattr(state, "_fs", None), "cache", None)
+    if file_cache is not None and callable(getattr(file_cache, "clear", None)):
+        file_cache.clear()
+
+
+def blocking_recover_interrupted_run(conversation: LocalConversation) -> None:
+    """A conversation restored as `running` was cut off by a crash: make it resumable.
+
+    The SDK writes each event file at once but saves its HEAD (`leaf_event_id`) lazily, so
+    a tool call logged just before a crash sits past HEAD, where the next run would neither
+    execute nor report it. Move HEAD to the newest event when it descends from HEAD, let the
+    SDK add an error observation for every action left without a result (the agent and the
+    client both see it), and mark the conversation paused.
+    """
+    from openhands.sdk.conversation.state import ConversationExecutionStatus
+    from openhands.sdk.event import ConversationStateUpdateEvent
+
+    state = conversation.state
+    with state:
+        events = [e for e in state.events if not isinstance(e, ConversationStateUpdateEvent)]
+        if events and state.leaf_event_id is not None and events[-1].id != state.leaf_event_id:
+            parents = {e.id: e.parent_id for e in events}
+            cursor: str | None = events[-1].id
+            while cursor is not None and cursor != state.leaf_event_id:
+                cursor = parents.get(cursor)
+            if cursor == state.leaf_event_id:
+                state.leaf_event_id = events[-1].id
+        conversation._emit_orphaned_action_errors()  # pyright: ignore[reportPrivateUsage]
+        state.execution_status = ConversationExecutionStatus.PAUSED

@@ -1,0 +1,379 @@
+"""The supervisor: one nursery that owns every conversation, and their catalog.
+
+    Supervisor.run (started with the server)
+    └── conversations nursery
+        ├── conversation A task: A.scope ⊃ A.nursery ⊃ run task
+        └── conversation B task: ...
+
+Stored conversations are listed from their meta.json at start-up and loaded (their SDK
+object and event log rebuilt from disk) on first use, so start-up stays fast whatever is
+stored. Shutdown pauses every run, persists, and closes every socket with 1001.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from trio_openhands.core import sdk_bridge
+from trio_openhands.core.asyncio_host import AsyncioHost
+from trio_openhands.core.conversation import Conversation, ConversationRecord, utc_now
+from trio_openhands.core.errors import ApiError, NotFound
+from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
+from trio_openhands.services.commands import CommandService
+from trio_openhands.stores import file_store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from trio_openhands.core.models import StartConversationRequest
+    from trio_openhands.core.sdk_loader import SdkLoader
+    from trio_openhands.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Search orders: the record attribute sorted on, and whether newest first.
+_SORT_KEYS = {
+    "CREATED_AT": ("created_at", False),
+    "CREATED_AT_DESC": ("created_at", True),
+    "UPDATED_AT": ("updated_at", False),
+    "UPDATED_AT_DESC": ("updated_at", True),
+}
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, sdk_loader: SdkLoader) -> None:
+        self.settings = settings
+        self.sdk_loader = sdk_loader
+        self.run_limiter = trio.CapacityLimiter(settings.max_concurrent_runs)
+        # Every SDK run shares one asyncio loop, closed once every conversation is.
+        self.asyncio_host = AsyncioHost(max_workers=max(32, 4 * settings.max_concurrent_runs))
+        # Shell commands of the workspace API, in a nursery of their own (see commands.py).
+        self.commands = CommandService(
+            subscriber_buffer=settings.subscriber_buffer,
+            max_output_bytes=settings.command_output_limit,
+        )
+        self.records: dict[uuid.UUID, ConversationRecord] = {}
+        self.loaded: dict[uuid.UUID, Conversation] = {}
+        self._loading: dict[uuid.UUID, trio.Event] = {}
+        self._conversations_nursery: trio.Nursery | None = None
+        self._cipher: Any = None
+        self._secret_key: str | None = None
+        self.shutting_down = False
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Owns the conversations nursery until cancelled (server shutdown)."""
+        conversations_dir = self.settings.conversations_dir
+        lock = await trio.to_thread.run_sync(file_store.lock_conversations_dir, conversations_dir)
+        with lock:
+            try:
+                await self._serve(task_status)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.asyncio_host.aclose()
+
+    async def _serve(self, task_status: trio.TaskStatus[Supervisor]) -> None:
+        conversations_dir = self.settings.conversations_dir
+        for data in await trio.to_thread.run_sync(file_store.read_all_meta, conversations_dir):
+            try:
+                record = ConversationRecord.from_json(data)
+            except (KeyError, ValueError) as error:
+                log.error("skipping a stored conversation with bad metadata: %s", error)
+                continue
+            if record.status == "running":  # the server stopped mid-run: not running now
+                record.status = "paused"
+            self.records[record.id] = record
+        log.info("supervisor: %d stored conversations in %s", len(self.records), conversations_dir)
+        async with trio.open_nursery() as conversations_nursery:
+            self._conversations_nursery = conversations_nursery
+            await conversations_nursery.start(self.commands.run)
+            task_status.started(self)
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.shutdown()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "conversations": len(self.records),
+            "loaded": len(self.loaded),
+            "runs_active": int(self.run_limiter.borrowed_tokens),
+            "runs_waiting_for_slot": sum(c.waiting_for_slot for c in self.loaded.values()),
+            "max_concurrent_runs": int(self.run_limiter.total_tokens),
+        }
+
+    # -- creating and loading -----------------------------------------------------------
+
+    async def _cipher_for_storage(self) -> Any:
+        if self._cipher is None:
+            self._secret_key = await trio.to_thread.run_sync(
+                file_store.load_or_create_secret,
+                self.settings.conversations_dir,
+                self.settings.secret_key,
+            )
+            self._cipher = sdk_bridge.make_cipher(self._secret_key)
+        return self._cipher
+
+    async def create(self, request: StartConversationRequest) -> Conversation:
+        """The seed dialect's create: build the agent from the request, then start it."""
+        await self.sdk_loader.wait_ready()
+        llm = sdk_bridge.build_llm(request.llm, self.settings.llm_api_key)
+        agent = sdk_bridge.build_agent(request, llm)
+        stored_request = request.model_dump(
+            mode="json", exclude={"initial_message", "title", "tags"}
+        )
+        stored_request["llm"] = {k: v for k, v in request.llm.items() if k != "api_key"}
+        stored_request["has_api_key"] = bool(request.llm.get("api_key"))
+        stored_request["mcp_config"] = sdk_bridge.redact_mcp_config(request.mcp_config)
+        conversation, _ = await self.create_with_agent(
+            None,
+            agent,
+            stored_request,
+            title=request.title,
+            tags=request.tags,
+            confirmation_mode=request.confirmation_mode,
+        )
+        if request.initial_message is not None:
+            message = sdk_bridge.to_message(request.initial_message.content)
+            await conversation.send_message(message, run=request.initial_message.run)
+        return conversation
+
+    async def create_with_agent(
+        self,
+        conversation_id: uuid.UUID | None,
+        agent: Any,
+        stored_request: dict[str, Any],
+        *,
+        title: str | None = None,
+        tags: dict[str, str] | None = None,
+        confirmation_mode: bool | None = None,
+    ) -> tuple[Conversation, bool]:
+        """Start a conversation with an SDK agent the caller built.
+
+        Idempotent on `conversation_id`: if that conversation exists, or is being created,
+        it is returned and nothing is created. Returns (conversation, created).
+        """
+        await self.sdk_loader.wait_ready()
+        self._refuse_during_shutdown()
+        conversation_id = conversation_id or uuid.uuid4()
+        while True:  # no await between the last check and claiming the id below
+            if (pending := self._loading.get(conversation_id)) is not None:
+                await pending.wait()
+            elif (closing := self.loaded.get(conversation_id)) is not None and closing.deleted:
+                await closing.closed.wait()  # its folder is about to be removed
+            else:
+                break
+        if conversation_id in self.records:
+            return await self.get(conversation_id), False
+        done = self._loading[conversation_id] = trio.Event()
+        try:
+            now = utc_now()
+            record = ConversationRecord(
+                id=conversation_id,
+                created_at=now,
+                updated_at=now,
+                request=stored_request,
+                title=title,
+                tags=tags or {},
+            )
+            conversation = await self._start(
+                record, agent=agent, confirmation_mode=confirmation_mode
+            )
+            self.records[record.id] = record
+            await self.save(conversation)
+        finally:
+            del self._loading[conversation_id]
+            done.set()
+        log.info("conversation %s: created (model %s)", conversation_id, agent.llm.model)
+        return conversation, True
+
+    async def get(self, conversation_id: uuid.UUID) -> Conversation:
+        """The loaded conversation, loading it from disk on first use; NotFound if unknown
+        or being deleted."""
+        if (loaded := self.loaded.get(conversation_id)) is not None and not loaded.deleted:
+            if not loaded.unloading:
+                loaded.touch()
+                return loaded
+            await loaded.closed.wait()  # being unloaded: load it again once it is closed
+        record = self.records.get(conversation_id)
+        if record is None:
+            raise NotFound(f"Conversation not found: {conversation_id}")
+        if conversation_id in self._loading:  # someone else is loading it: wait for them
+            await self._loading[conversation_id].wait()
+            return await self.get(conversation_id)
+        done = self._loading[conversation_id] = trio.Event()
+        try:
+            await self.sdk_loader.wait_ready()
+            self._refuse_during_shutdown()
+            conversation = await self._start(record, agent=None, confirmation_mode=None)
+            log.info(
+                "conversation %s: loaded from disk (%d events, %s)",
+                conversation_id,
+                len(conversation.log),
+                conversation.status,
+            )
+            return conversation
+        finally:
+            del self._loading[conversation_id]
+            done.set()
+
+    async def _start(
+        self, record: ConversationRecord, *, agent: Any, confirmation_mode: bool | None
+    ) -> Conversation:
+        assert self._conversations_nursery is not None
+        conversation = Conversation(
+            record,
+            run_limiter=self.run_limiter,
+            asyncio_host=self.asyncio_host,
+            subscriber_buffer=self.settings.subscriber_buffer,
+            save=self.save,
+        )
+        cipher = await self._cipher_for_storage()
+        sdk = await trio.to_thread.run_sync(
+            partial(
+                sdk_bridge.blocking_open_conversation,
+                conversation_id=record.id,
+                agent=agent,
+                workspace_dir=conversation.workspace_dir(self.settings.workspace_dir),
+                conversations_dir=self.settings.conversations_dir,
+                max_iterations=int(record.request.get("max_iterations", 500)),
+                cipher=cipher,
+                on_event=conversation.on_sdk_event,
+                on_state_change=conversation.on_sdk_state_change,
+                confirmation_mode=confirmation_mode,
+            )
+        )
+        conversation.adopt(sdk)
+        if agent is None and conversation.status == "running":
+            await trio.to_thread.run_sync(sdk_bridge.blocking_recover_interrupted_run, sdk)
+        # A task keeps the context it was started from: from a request's, the task would keep
+        # that request (its body too) as long as the conversation stays loaded.
+        started = trio.Event()
+        contextvars.Context().run(
+            self._conversations_nursery.start_soon, self._host_conversation, conversation, started
+        )
+        with trio.CancelScope(shield=True):  # the task gets there at its first step
+            await started.wait()
+        self.loaded[record.id] = conversation
+        return conversation
+
+    async def _host_conversation(self, conversation: Conversation, started: trio.Event) -> None:
+        """The conversation's own task: its scope and nursery live exactly as long as it does.
+
+        It ends when cancelled (delete, shutdown) or, to bound memory, once nothing has used
+        the conversation for `idle_unload_seconds`: the SDK object, its tools and the event
+        log are released, and the conversation stays listed, to be loaded again on use."""
+        try:
+            with conversation.scope:
+                async with trio.open_nursery() as conversation_nursery:
+                    conversation.nursery = conversation_nursery
+                    started.set()
+                    idle_seconds = self.settings.idle_unload_seconds
+                    if idle_seconds > 0:
+                        await conversation.wait_unused(idle_seconds)
+                        conversation.unloading = True  # the next get() loads it afresh
+                        log.info(
+                            "conversation %s: unloaded after %.0f s unused",
+                            conversation.id,
+                            idle_seconds,
+                        )
+                    else:
+                        await trio.sleep_forever()
+        finally:
+            started.set()  # even if it failed first: `_start` must not wait forever
+            with trio.CancelScope(shield=True):
+                await self._release(conversation)
+
+    async def _release(self, conversation: Conversation) -> None:
+        if conversation.deleted:
+            await conversation.close_runtime(CLOSE_CONVERSATION_DELETED, "conversation deleted")
+            folder = file_store.conversation_dir(
+                self.settings.conversations_dir, conversation.id.hex
+            )
+            await trio.to_thread.run_sync(file_store.remove_tree, folder)
+            log.info("conversation %s: deleted", conversation.id)
+        else:
+            reason = "conversation unloaded" if conversation.unloading else "server shutting down"
+            await conversation.close_runtime(CLOSE_GOING_AWAY, reason)
+            await self.save(conversation)
+        # The events' text is freed now, not at the cyclic collector's next full pass.
+        conversation.log.release()
+        if conversation.sdk is not None:
+            sdk_bridge.drop_event_caches(conversation.sdk)
+        self.loaded.pop(conversation.id, None)
+        conversation.closed.set()
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def save(self, conversation: Conversation) -> None:
+        if conversation.deleted:  # its folder is gone, or about to be
+            return
+        record = conversation.record
+        record.status = conversation.status
+        if conversation.sdk is not None:
+            record.metrics = sdk_bridge.metrics_of(conversation.sdk)
+        await file_store.write_meta(
+            self.settings.conversations_dir, record.id.hex, record.to_json()
+        )
+
+    async def delete(self, conversation_id: uuid.UUID) -> None:
+        conversation = await self.get(conversation_id)  # NotFound once deletion began
+        conversation.deleted = True
+        self.records.pop(conversation_id, None)
+        conversation.scope.cancel()
+        await self.commands.stop_scope(conversation_id)
+        await conversation.closed.wait()
+
+    async def shutdown(self) -> None:
+        """Pause every run, persist, close sockets with 1001: bounded by graceful_timeout."""
+        self.shutting_down = True
+        conversations = list(self.loaded.values())
+        if conversations:
+            log.info("supervisor: shutting down %d loaded conversations", len(conversations))
+        with trio.move_on_after(self.settings.graceful_timeout):
+            async with trio.open_nursery() as nursery:
+                for conversation in conversations:
+                    conversation.scope.cancel()
+                    nursery.start_soon(conversation.closed.wait)
+
+    def _refuse_during_shutdown(self) -> None:
+        if self.shutting_down:
+            raise ApiError(503, "Server is shutting down")
+
+    def page_of_records(
+        self, *, status: str | None, sort_order: str, page_id: str | None, limit: int
+    ) -> tuple[list[ConversationRecord], str | None]:
+        """One page of the catalog, for both dialects' search.
+
+        Sorted by the chosen time with ties broken by id, so pages of creation order never
+        skip or repeat while conversations are created. `page_id` is the dashless id of the
+        page's first item (the reference's format); an unknown one is a 400, not a restart.
+        Returns the page and the next page's id.
+        """
+        attribute, descending = _SORT_KEYS[sort_order]
+        records = [r for r in self.list_records() if status in (None, r.status)]
+        records.sort(key=lambda r: (getattr(r, attribute), r.id.hex), reverse=descending)
+        start = 0
+        if page_id is not None:
+            positions = {r.id.hex: i for i, r in enumerate(records)}
+            found = positions.get(page_id.replace("-", "").lower())
+            if found is None:
+                raise ApiError(400, f"Unknown page_id: {page_id}")
+            start = found
+        following = records[start + limit : start + limit + 1]
+        return records[start : start + limit], following[0].id.hex if following else None
+
+    def list_records(self) -> Iterable[ConversationRecord]:
+        for record in self.records.values():
+            loaded = self.loaded.get(record.id)
+            if loaded is not None:
+                record.status = loaded.status
+            yield record

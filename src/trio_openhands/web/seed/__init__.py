@@ -1,0 +1,1 @@
+"""The seed dialect: `/conversations/...` and its event socket."""

@@ -1,0 +1,111 @@
+"""`WS /conversations/{id}/events/socket`: the conversation's events, live, losing nothing.
+
+Query: `resend_all=true` replays the whole log first; `after_event_id=ID` replays what
+came after that event; otherwise only new events are sent. Each frame is one event's JSON.
+The client may send messages (`{"role": "user", "content": [...]}`), handled like
+`POST .../events` with run=true; an invalid frame gets
+`{"type": "error", "code": 422, "detail": ...}` back and the socket stays open.
+
+Rejected before accept: a bad key (403), an unknown conversation (404), an unknown
+`after_event_id` (400). Close codes: 1001 server shutdown, 1013 the subscriber fell more
+than `subscriber_buffer` frames behind (reconnect with `after_event_id`), 4004 deleted.
+A client that stops reading altogether still gets its 1013 close frame, but only once it
+reads again (the frames in flight come first); meanwhile it holds no queued frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from pydantic import ValidationError
+from quart import Blueprint, abort, websocket
+
+from trio_openhands.core import sdk_bridge
+from trio_openhands.core.errors import ApiError, ValidationFailed
+from trio_openhands.core.models import SendMessageRequest
+from trio_openhands.core.validation import errors_from, load_json
+from trio_openhands.web.common import app, parse_conversation_id, supervisor
+from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
+
+if TYPE_CHECKING:
+    from trio_openhands.core.conversation import Conversation
+    from trio_openhands.core.event_log import Subscription
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("sockets", __name__)
+
+
+def socket_key_is_valid() -> bool:
+    keys = app().settings.session_api_keys
+    if not keys:
+        return True
+    candidate = websocket.headers.get(API_KEY_HEADER) or websocket.args.get("session_api_key")
+    return key_is_valid(candidate, keys)
+
+
+@blueprint.websocket("/conversations/<raw_id>/events/socket")
+async def event_socket(raw_id: str) -> None:
+    if not socket_key_is_valid():
+        abort(403)
+    try:
+        conversation = await supervisor().get(parse_conversation_id(raw_id))
+    except ApiError as error:
+        abort(404 if error.status in (404, 422) else error.status)
+    after_seq: int | None = None
+    if websocket.args.get("resend_all", "").lower() in ("true", "1", "yes"):
+        after_seq = -1
+    if after_event_id := websocket.args.get("after_event_id"):
+        after_seq = conversation.log.seq_of(after_event_id)
+        if after_seq is None:
+            abort(400)
+    with conversation.log.subscribe(after_seq) as subscription:
+        await websocket.accept()
+        log.info(
+            "conversation %s: socket subscribed (%d to replay)",
+            conversation.id,
+            subscription.history_end - subscription.history_start,
+        )
+        async with trio.open_nursery() as socket_nursery:
+            socket_nursery.start_soon(_read_messages, conversation, socket_nursery.cancel_scope)
+            await _write_events(subscription)
+            socket_nursery.cancel_scope.cancel()
+        code = subscription.close_code or 1000
+        await websocket.close(code, subscription.close_reason)
+        log.info("conversation %s: socket closed with %d", conversation.id, code)
+
+
+async def _write_events(subscription: Subscription) -> None:
+    """History first, then live frames, until the log closes this subscription."""
+    async for frame in subscription.frames():
+        await websocket.send(frame.json)
+
+
+async def _read_messages(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
+    """Each inbound frame is a message, handled like `POST .../events` with run=true."""
+    try:
+        while True:
+            raw = await websocket.receive()
+            try:
+                request = SendMessageRequest.model_validate(load_json(raw, ("frame",)))
+            except ValidationError as error:
+                await _send_error(422, errors_from(error))
+                continue
+            except ValidationFailed as error:
+                await _send_error(error.status, error.detail)
+                continue
+            try:
+                await conversation.send_message(sdk_bridge.to_message(request.content), run=True)
+            except ApiError as error:
+                await _send_error(error.status, error.detail)
+            except Exception:
+                log.exception("conversation %s: a socket message failed", conversation.id)
+                await _send_error(500, "Internal Server Error")
+    finally:
+        socket_scope.cancel()  # the client went away: stop writing too
+
+
+async def _send_error(code: int, detail: object) -> None:
+    await websocket.send(json.dumps({"type": "error", "code": code, "detail": detail}))
