@@ -182,7 +182,9 @@ async def start_cli_server(
     ]
     process = await trio.lowlevel.open_process(command, env=environment, cwd=tmp_path)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        with trio.fail_after(30):
+        # A fresh process imports the SDK before `/ready` says 200: ~10 s on this 2-core
+        # machine alone, three times that with the rest of the suite running beside it.
+        with trio.fail_after(90):
             while True:  # another process binds when it binds: retry the connection, bounded
                 try:
                     if (await client.get(wait_for)).status_code == 200:
