@@ -106,8 +106,8 @@ demo: check-python ## Run the demo (openhands-server demo)
 fuzz: check-python ## Fuzz the API with schemathesis on a real server, every check (FUZZ_ARGS=...)
 	$(UV) run --frozen python scripts/fuzz.py $(FUZZ_ARGS)
 
-bench: check-python ## Run every bench/*.py
-	@shopt -s nullglob; files=(bench/*.py); \
+bench: check-python ## Run every bench/*.py (but the shared bench/_*.py)
+	@shopt -s nullglob; files=(bench/[!_]*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "no bench/*.py found"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo ">> $$f"; $(UV) run --frozen python "$$f"; done
 

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,37 +37,18 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_PYTHON = Path("/tmp/refvenv/bin/python")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _servers import (
+    REFERENCE_ENV,
+    REFERENCE_PYTHON,
+    free_port,
+    ours_command,
+    reference_command,
+    start,
+    stop,
+)
+
 CHUNK = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start(command: list[str], cwd: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # /ready: the SDK imported, so no import competes
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[0]} exited with {process.returncode}")
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{command} was not ready within 60 s")
 
 
 def memory_kib(pid: int, field: str) -> int:
@@ -137,17 +116,11 @@ def main() -> None:
         print(f"{options.size_mb} MB file, median of {options.rounds} rounds, loopback")
         servers: list[tuple[str, list[str], dict[str, str]]] = []
         port = free_port()
-        ours = [sys.executable, "-m", "trio_openhands.cli", "--port", str(port)]
-        ours += ["--log-level", "WARNING"]
         env = {"OPENHANDS_CONVERSATIONS_DIR": str(base / "ours" / "conversations")}
-        servers.append(("ours", ours, env))
+        servers.append(("ours", ours_command(port), env))
         if options.reference_python.exists():
-            ref_port = free_port()
-            reference = [str(options.reference_python), "-m", "openhands.agent_server"]
-            reference += ["--host", "127.0.0.1", "--port", str(ref_port)]
-            servers.append(
-                ("reference", reference, {"OH_SECRET_KEY": "bench", "LOG_LEVEL": "WARNING"})
-            )
+            reference = reference_command(options.reference_python, free_port())
+            servers.append(("reference", reference, REFERENCE_ENV))
         else:
             print(f"reference: skipped (no {options.reference_python})")
         for name, command, extra_env in servers:
@@ -159,13 +132,8 @@ def main() -> None:
                 url = f"http://127.0.0.1:{server_port}"
                 measure(name, url, process.pid, source, work, options.rounds)
             finally:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                stop(process)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "src"))
     main()

@@ -1,0 +1,143 @@
+"""Workspace command benchmark: how long a client waits for a shell command, ours and the
+reference server's side by side.
+
+Run: `uv run python bench/workspace_commands.py` (about a minute; prints figures), or
+`... --rounds 100`. Three measures, each through HTTP as a client makes it:
+- `execute_bash_command` of `true`: the round trip of one short command (p50, p99 in ms);
+- the official Python client's `RemoteWorkspace.execute_command("pwd")`, which starts the
+  command and polls the event search until the exit code is there (p50, p99 in ms);
+- `execute_bash_command` of a command that prints `--output-mb` MB: seconds until all of it
+  is back, and the server's peak RSS (VmHWM) against idle.
+Servers: see bench/_servers.py (the reference is skipped when /tmp/refvenv is missing). Both
+share the 2 cores with this client: compare within one run.
+
+Measured here (2 cores shared with two test suites running, 30 rounds, 10 MB of output):
+    ours       execute `true` p50 23.8 ms p99  66 ms   execute_command p50 126 ms p99 170 ms
+               10 MB of output 0.59 s, peak RSS +41 MiB over idle
+    reference  execute `true` p50 10.9 ms p99 705 ms   execute_command p50  39 ms p99 132 ms
+               10 MB of output 1.41 s, peak RSS +45 MiB over idle
+`execute_command` polls the event search every 100 ms: the reference's short command has
+usually ended by its first search (it forks on its event loop, inside the start request),
+ours by its second (the fork happens in a worker thread after the start answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _servers import (
+    REFERENCE_ENV,
+    REFERENCE_PYTHON,
+    free_port,
+    ours_command,
+    reference_command,
+    start,
+    stop,
+)
+
+
+def memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return f"p50 {statistics.median(ordered) * 1000:6.1f} ms  p99 {p99 * 1000:6.1f} ms"
+
+
+def measure(name: str, url: str, pid: int, work: Path, rounds: int, output_mb: int) -> None:
+    from openhands.sdk.workspace import RemoteWorkspace
+
+    with httpx.Client(base_url=url, timeout=300) as client:
+        executes: list[float] = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            answer = client.post("/api/bash/execute_bash_command", json={"command": "true"})
+            executes.append(time.perf_counter() - started)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["exit_code"] == 0, answer.text
+        workspace = RemoteWorkspace(host=url, working_dir=str(work))
+        polled: list[float] = []
+        try:
+            for _ in range(rounds):
+                started = time.perf_counter()
+                result = workspace.execute_command("pwd")
+                polled.append(time.perf_counter() - started)
+                assert result.exit_code == 0, result
+        finally:
+            workspace.reset_client()
+        idle = memory_kib(pid, "VmRSS")
+        size = output_mb * 1_000_000
+        started = time.perf_counter()
+        command = f"head -c {size} /dev/zero | tr '\\0' x"
+        answer = client.post("/api/bash/execute_bash_command", json={"command": command})
+        big = time.perf_counter() - started
+        assert answer.status_code == 200, answer.text
+        got = len(answer.json().get("stdout") or "")
+    peak = memory_kib(pid, "VmHWM")
+    print(f"{name:<10} execute_bash_command `true`     {percentiles(executes)}")
+    print(f"{name:<10} RemoteWorkspace.execute_command {percentiles(polled)}")
+    print(
+        f"{name:<10} {output_mb} MB of output: {big:5.2f} s, {got / 1e6:.1f} MB answered, "
+        f"RSS idle {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Shell command latency")
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--output-mb", type=int, default=10)
+    parser.add_argument("--reference-python", type=Path, default=REFERENCE_PYTHON)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-commands-") as temporary:
+        base = Path(temporary)
+        servers = [
+            (
+                "ours",
+                ours_command(free_port()),
+                {"OPENHANDS_CONVERSATIONS_DIR": str(base / "ours" / "conversations")},
+            )
+        ]
+        if options.reference_python.exists():
+            servers.append(
+                (
+                    "reference",
+                    reference_command(options.reference_python, free_port()),
+                    REFERENCE_ENV,
+                )
+            )
+        else:
+            print(f"reference: skipped (no {options.reference_python})")
+        print(f"{options.rounds} rounds each, loopback")
+        for name, command, env in servers:
+            work = base / name
+            work.mkdir(exist_ok=True)
+            port = int(command[command.index("--port") + 1])
+            process = start(command, work, env, port)
+            try:
+                measure(
+                    name,
+                    f"http://127.0.0.1:{port}",
+                    process.pid,
+                    work,
+                    options.rounds,
+                    options.output_mb,
+                )
+            finally:
+                stop(process)
+
+
+if __name__ == "__main__":
+    main()
