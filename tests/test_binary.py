@@ -86,7 +86,7 @@ async def test_binary_serves_and_runs_a_terminal_tool(
         assert alive.json() == {"status": "ok"}
         info = (await client.get("/server_info")).json()
         # Versions come from package metadata: bundled too.
-        assert info["version"] == version("trio-openhands")
+        assert info["server_version"] == version("trio-openhands")
         assert info["sdk_version"] == version("openhands-sdk")
 
         body: dict[str, Any] = {

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -38,7 +39,12 @@ async def test_alive_health_and_server_info(client: QuartClient) -> None:
         assert await response.get_json() == {"status": "ok"}
     info = await (await client.get("/server_info")).get_json()
     assert info["sdk_version"] == "1.58.2"
-    assert info["version"]
+    # `version` is the reference API we implement: clients gate features on it (the web UI
+    # refuses a backend below 1.28.0, the TypeScript client's hooks need 1.23.0).
+    assert info["version"] == "1.58.2"
+    assert info["server_name"] == "trio-openhands"
+    assert info["server_version"] == version("trio-openhands")
+    assert "idempotent_conversation_create_v1" in info["capabilities"]
     assert info["uptime"] >= 0
     assert info["usable_tools"] == ["file_editor", "task_tracker", "terminal"]
 

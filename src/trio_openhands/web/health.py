@@ -1,4 +1,9 @@
-"""Routes that need no conversation: liveness, readiness, server information."""
+"""Routes that need no conversation: liveness, readiness, server information.
+
+`/server_info`'s `version` is the reference server's API version we implement, since the
+official clients gate features on it (the web UI refuses a backend below 1.28.0); our own
+name and version have fields of their own.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,13 @@ from trio_openhands.web.common import app, json_response
 from trio_openhands.web.openapi import Alive, Readiness, ServerInfo, responses
 
 blueprint = Blueprint("server", __name__)
+
+# The openhands-agent-server release whose API this server implements (see README).
+REFERENCE_API_VERSION = "1.58.2"
+# The reference's capability flags that hold here: a create with an existing
+# `conversation_id` answers that conversation; the workspace routes are served scoped to a
+# conversation (`/api/conversations/{id}/bash|file|git/...`).
+CAPABILITIES = ("conversation_runtime_routes_v1", "idempotent_conversation_create_v1")
 
 
 def _version(package: str) -> str | None:
@@ -50,13 +62,20 @@ async def server_info() -> Response:
     stats = application.supervisor.statistics() if application.supervisor_ready else {}
     return json_response(
         {
-            "version": _version("trio-openhands"),
+            "title": "trio-openhands",
+            "version": REFERENCE_API_VERSION,
+            "server_name": "trio-openhands",
+            "server_version": _version("trio-openhands"),
             "sdk_version": _version("openhands-sdk"),
             "tools_version": _version("openhands-tools"),
             "python_version": platform.python_version(),
             "uptime": round(time.monotonic() - application.started_at, 3),
             "sdk_ready": application.sdk_loader.ready,
             "usable_tools": sorted(KNOWN_TOOLS),
+            "conversation_runtime": "local",
+            "available_conversation_runtimes": [],
+            "capabilities": list(CAPABILITIES),
+            "docs": "/docs",
             "statistics": stats,
         }
     )

@@ -120,15 +120,26 @@ class Readiness(BaseModel):
 
 
 class ServerInfo(BaseModel):
-    """Versions, uptime and the supervisor's counters."""
+    """Versions, uptime and the supervisor's counters.
 
-    version: str | None
+    `version` is the reference server's API version implemented here; `server_name` and
+    `server_version` are this server's own.
+    """
+
+    title: str
+    version: str
+    server_name: str
+    server_version: str | None
     sdk_version: str | None
     tools_version: str | None
     python_version: str
     uptime: float
     sdk_ready: bool
     usable_tools: list[str]
+    conversation_runtime: Literal["local"]
+    available_conversation_runtimes: list[str]
+    capabilities: list[str]
+    docs: str
     statistics: dict[str, int]
 
 
