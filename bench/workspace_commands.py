@@ -4,7 +4,7 @@ reference server's side by side.
 Run: `uv run python bench/workspace_commands.py` (about a minute; prints figures), or
 `... --rounds 100`. Three measures, each through HTTP as a client makes it:
 - `execute_bash_command` of `true`: the round trip of one short command (p50, p99 in ms);
-- the official Python client's `RemoteWorkspace.execute_command("pwd")`, which starts the
+- the official Python client's `RemoteWorkspace.execute_command("true")`, which starts the
   command and polls the event search until the exit code is there (p50, p99 in ms);
 - `execute_bash_command` of a command that prints `--output-mb` MB: seconds until all of it
   is back, and the server's peak RSS (VmHWM) against idle.
@@ -73,7 +73,7 @@ def measure(name: str, url: str, pid: int, work: Path, rounds: int, output_mb: i
         try:
             for _ in range(rounds):
                 started = time.perf_counter()
-                result = workspace.execute_command("pwd")
+                result = workspace.execute_command("true")
                 polled.append(time.perf_counter() - started)
                 assert result.exit_code == 0, result
         finally:

@@ -285,6 +285,7 @@ async def test_the_sdks_first_remote_example(sdk: SdkSession) -> None:
     await call(client.conversation.run)
     observations = [e for e in client.conversation.state.events if isinstance(e, ObservationEvent)]
     assert str(sdk.workspace_dir) in observations[0].observation.model_dump_json()
+    assert client.conversation.state.execution_status == Status.FINISHED
 
 
 async def test_always_confirm_waits_then_approve_and_reject(sdk: SdkSession) -> None:
