@@ -1,9 +1,10 @@
-"""trio_openhands: what sdk_loader imports by name (the analysis cannot see it), and the
-package version, which /server_info reads from the metadata."""
+"""trio_openhands: what sdk_loader imports by name (the analysis cannot see it), the package
+whose files /docs serves (web/docs.py reads them, it imports nothing), and the package
+version, which /server_info reads from the metadata."""
 
 from PyInstaller.utils.hooks import copy_metadata
 
 from trio_openhands.core.sdk_loader import TOOL_MODULES
 
-hiddenimports = ["openhands.sdk", *TOOL_MODULES.values()]
+hiddenimports = ["openhands.sdk", "swagger_ui", *TOOL_MODULES.values()]
 datas = copy_metadata("trio-openhands")

@@ -21,7 +21,7 @@ from quart_trio import QuartTrio
 from trio_openhands.core.sdk_loader import SdkLoader
 from trio_openhands.core.supervisor import Supervisor
 from trio_openhands.settings import Settings
-from trio_openhands.web import health, openapi
+from trio_openhands.web import docs, health, openapi
 from trio_openhands.web.api import bash as api_bash
 from trio_openhands.web.api import conversations as api_conversations
 from trio_openhands.web.api import events as api_events
@@ -138,18 +138,19 @@ def create_app(
         app,
         info={"title": "trio-openhands", "version": "0.1.0"},
         swagger_ui_path="/docs",
-        redoc_ui_path="/redocs",
+        redoc_ui_path=None,  # its script would come from a CDN: /docs serves its own
         scalar_ui_path=None,
         openapi_provider_class=openapi.ApiSpec,
         security_schemes={
             "SessionKey": {"type": "apiKey", "in_": "header", "name": "X-Session-API-Key"}
         },
     )
+    docs.configure(app)
     install_error_handlers(app)
     install_security(app, settings)
     seed_modules = (conversations, events, sockets)
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
-    for module in (health, *seed_modules, *api_modules):
+    for module in (health, docs, *seed_modules, *api_modules):
         app.register_blueprint(module.blueprint)
 
     @app.before_serving

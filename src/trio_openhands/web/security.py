@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from quart import Quart, Response, request, websocket
 
 from trio_openhands.settings import LOOPBACK_HOSTS
+from trio_openhands.web.docs import ASSET_PATHS as DOCS_ASSETS
 from trio_openhands.web.json_errors import json_error
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 API_KEY_HEADER = "X-Session-API-Key"
 API_KEY_QUERY = "session_api_key"
 OPEN_PATHS = frozenset(
-    {"/alive", "/health", "/ready", "/server_info", "/", "/docs", "/openapi.json", "/redocs"}
+    {"/alive", "/health", "/ready", "/server_info", "/", "/docs", "/openapi.json"}
+    | DOCS_ASSETS  # the /docs page's script and style
 )
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_ATTRIBUTE = "accepts_multipart"
