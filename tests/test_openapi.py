@@ -17,6 +17,7 @@ import trio
 from jsonschema import Draft202012Validator
 
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings, wait_status
+from tests.extras_spec import PATH_IDS, reach_extras_operations
 from tests.workspace_spec import reach_workspace_operations
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
@@ -224,6 +225,7 @@ async def test_real_answers_match_the_spec_on_every_operation(
     await call("post", confirm, 200, conv, json={"accept": False})
     await call("post", confirm, 422, conv, json={})
     await reach_workspace_operations(call, server.settings.workspace_dir, api_id)
+    await reach_extras_operations(call, server.settings.conversations_dir.parent)
     await call("delete", one, 200, conv)
     await call("delete", one, 404, conv)
     await call("delete", one, 422, malformed)
@@ -249,6 +251,7 @@ async def test_a_keyed_server_declares_its_key_and_every_401(keyed_server: LiveS
     call = SpecClient(keyed_server, spec)
     ids = {"conversation_id": str(uuid.uuid4()), "event_id": "e"}
     ids |= {"trajectory_id": str(uuid.uuid4()), "sha": "abcdef1", "command_id": str(uuid.uuid4())}
+    ids |= PATH_IDS
     for method, path in sorted(operations(spec)):
         operation = spec["paths"][path][method]
         if path in ("/alive", "/health", "/ready", "/", "/server_info"):

@@ -42,12 +42,24 @@ class NotFound(ServiceError):
     status = 404
 
 
+class Conflict(ServiceError):
+    """Already there (an installed skill, without `force`): 409."""
+
+    status = 409
+
+
 class TooLarge(ServiceError):
     status = 413
 
 
 class InsufficientStorage(ServiceError):
     status = 507
+
+
+class NeedsNetwork(ServiceError):
+    """What only a fetch from another host could do (a git source, a marketplace): 501."""
+
+    status = 501
 
 
 class Unavailable(ServiceError):

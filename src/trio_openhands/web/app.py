@@ -27,6 +27,8 @@ from trio_openhands.web.api import conversations as api_conversations
 from trio_openhands.web.api import events as api_events
 from trio_openhands.web.api import files as api_files
 from trio_openhands.web.api import git as api_git
+from trio_openhands.web.api import plugins as api_plugins
+from trio_openhands.web.api import skills as api_skills
 from trio_openhands.web.api import sockets as api_sockets
 from trio_openhands.web.connection import (
     ShieldedEndHTTPConnection,
@@ -150,6 +152,7 @@ def create_app(
     install_security(app, settings)
     seed_modules = (conversations, events, sockets)
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
+    api_modules += (api_skills, api_plugins)
     for module in (health, docs, *seed_modules, *api_modules):
         app.register_blueprint(module.blueprint)
 

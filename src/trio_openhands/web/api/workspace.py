@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from quart import Blueprint, Response
 
 # Where each field a service may name lives in the request (the rest are query parameters).
-FIELD_LOCATIONS = {"file": "body", "sha": "path", "conversation_id": "path"}
+FIELD_LOCATIONS = {"file": "body", "sha": "path", "conversation_id": "path", "source": "body"}
 MIB = 1024 * 1024
 
 
