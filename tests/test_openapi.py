@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings, wait_status
 from tests.extras_spec import PATH_IDS, reach_extras_operations
+from tests.settings_spec import reach_settings_operations
 from tests.workspace_spec import reach_workspace_operations
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
@@ -226,6 +227,7 @@ async def test_real_answers_match_the_spec_on_every_operation(
     await call("post", confirm, 422, conv, json={})
     await reach_workspace_operations(call, server.settings.workspace_dir, api_id)
     await reach_extras_operations(call, server.settings.conversations_dir.parent)
+    await reach_settings_operations(call, llm_settings(fake_llm))
     await call("delete", one, 200, conv)
     await call("delete", one, 404, conv)
     await call("delete", one, 422, malformed)
@@ -252,6 +254,7 @@ async def test_a_keyed_server_declares_its_key_and_every_401(keyed_server: LiveS
     ids = {"conversation_id": str(uuid.uuid4()), "event_id": "e"}
     ids |= {"trajectory_id": str(uuid.uuid4()), "sha": "abcdef1", "command_id": str(uuid.uuid4())}
     ids |= PATH_IDS
+    ids |= {"name": "x", "profile_id": str(uuid.uuid4())}
     for method, path in sorted(operations(spec)):
         operation = spec["paths"][path][method]
         if path in ("/alive", "/health", "/ready", "/", "/server_info"):

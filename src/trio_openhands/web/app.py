@@ -21,13 +21,18 @@ from quart_trio import QuartTrio
 from trio_openhands.core.sdk_loader import SdkLoader
 from trio_openhands.core.supervisor import Supervisor
 from trio_openhands.settings import Settings
+from trio_openhands.stores.settings_store import SettingsStore
 from trio_openhands.web import docs, health, openapi
+from trio_openhands.web.api import agent_profiles as api_agent_profiles
 from trio_openhands.web.api import bash as api_bash
 from trio_openhands.web.api import conversations as api_conversations
 from trio_openhands.web.api import events as api_events
 from trio_openhands.web.api import files as api_files
 from trio_openhands.web.api import git as api_git
+from trio_openhands.web.api import llm as api_llm
 from trio_openhands.web.api import plugins as api_plugins
+from trio_openhands.web.api import profiles as api_profiles
+from trio_openhands.web.api import settings as api_settings
 from trio_openhands.web.api import skills as api_skills
 from trio_openhands.web.api import sockets as api_sockets
 from trio_openhands.web.connection import (
@@ -55,6 +60,7 @@ class OpenHandsApp(QuartTrio):
 
     settings: Settings
     sdk_loader: SdkLoader
+    settings_store: SettingsStore  # the server-held configuration (/api/settings...)
     started_at: float
     _supervisor: Supervisor | None = None
     _supervisor_scope: trio.CancelScope | None = None
@@ -128,6 +134,7 @@ def create_app(
     app = OpenHandsApp(__name__)
     app.settings = settings
     app.sdk_loader = SdkLoader()
+    app.settings_store = SettingsStore(settings.conversations_dir, settings.secret_key)
     app.started_at = time.monotonic()
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
@@ -153,7 +160,8 @@ def create_app(
     seed_modules = (conversations, events, sockets)
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
     api_modules += (api_skills, api_plugins)
-    for module in (health, docs, *seed_modules, *api_modules):
+    config_modules = (api_settings, api_profiles, api_agent_profiles, api_llm)
+    for module in (health, docs, *seed_modules, *api_modules, *config_modules):
         app.register_blueprint(module.blueprint)
 
     @app.before_serving

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from openhands.sdk.secret import SecretValue
     from openhands.sdk.security.analyzer import SecurityAnalyzerBase
     from openhands.sdk.security.confirmation_policy import ConfirmationPolicyBase
+    from openhands.sdk.utils.cipher import Cipher
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,10 @@ def _validation_errors(error: Exception, loc: Loc) -> ValidationFailed:
 
 
 def build_agent(
-    spec: dict[str, Any], default_api_key: str | None, tool_module_qualnames: Mapping[str, str]
+    spec: dict[str, Any],
+    default_api_key: str | None,
+    tool_module_qualnames: Mapping[str, str],
+    cipher: Cipher | None = None,
 ) -> Agent:
     """Blocking: the client's `agent` (an SDK `Agent` dump) as an SDK Agent.
 
@@ -49,7 +53,8 @@ def build_agent(
     none, and tool parameters that depend on the server's machine (the subprocess
     terminal rather than tmux). Every tool must be known here, or the first run would fail
     on it: unknown ones are imported from `tool_module_qualnames` when they belong to the
-    SDK's packages, else rejected.
+    SDK's packages, else rejected. With `cipher` (`secrets_encrypted`), secret values that
+    are Fernet tokens of this server are decrypted.
     """
     from openhands.sdk import Agent
 
@@ -67,12 +72,68 @@ def build_agent(
     if isinstance(data.get("tools"), list):
         data["tools"] = [_with_server_defaults(tool) for tool in data["tools"]]
     try:
-        agent = Agent.model_validate(data)
+        agent = Agent.model_validate(data, context={"cipher": cipher} if cipher else None)
     except (ValidationError, ValueError, TypeError) as error:
         raise _validation_errors(error, ("body", "agent")) from None
     for index, tool in enumerate(agent.tools):
         _ensure_tool_registered(tool.name, tool_module_qualnames, index)
     return agent
+
+
+def build_agent_from_settings(
+    settings: dict[str, Any],
+    default_api_key: str | None,
+    tool_module_qualnames: Mapping[str, str],
+    cipher: Cipher | None,
+) -> Agent:
+    """Blocking: the web UI's `agent_settings` (the SDK's settings, schema version 9) made
+    into an agent by the SDK itself, then given the server's defaults as `build_agent`."""
+    from pydantic import SecretStr
+
+    from trio_openhands.core import agent_settings
+
+    loc = ("body", "agent_settings")
+    validated = agent_settings.validated_agent_settings(settings, cipher, loc)
+    if validated.agent_kind != "openhands":
+        raise ValidationFailed.single(
+            (*loc, "agent_kind"),
+            f"only 'openhands' agents are served, not {validated.agent_kind!r}",
+            "not_supported",
+        )
+    # As the reference launches where no browser can run: the browser tool set is left out.
+    from openhands.sdk.tool.defaults import launch_tool_specs
+
+    tools = launch_tool_specs(validated.tools, browser_available=False)
+    validated = validated.model_copy(update={"tools": tools})
+    agent: Any = agent_settings.blocking_agent_from_settings(validated)
+    changes: dict[str, Any] = {"tools": [_with_server_defaults(t) for t in agent.tools]}
+    if agent.llm.api_key is None and default_api_key:
+        changes["llm"] = agent.llm.model_copy(update={"api_key": SecretStr(default_api_key)})
+    agent = agent.model_copy(update=changes)
+    for index, tool in enumerate(agent.tools):
+        _ensure_tool_registered(tool.name, tool_module_qualnames, index, (*loc, "tools"))
+    return agent
+
+
+def add_client_tools(agent: Agent, specs: list[dict[str, Any]]) -> Agent:
+    """Blocking: `client_tools` (the SDK's `ClientToolSpec`s) registered and given to the
+    agent. The client runs them: the agent's call is an ActionEvent on the socket, and the
+    SDK acknowledges it at once. A restored conversation registers them again itself."""
+    from openhands.sdk.tool.client_tool import ClientToolSpec, register_client_tools
+
+    parsed: list[ClientToolSpec] = []
+    for index, spec in enumerate(specs):
+        try:
+            parsed.append(ClientToolSpec.model_validate(spec))
+        except (ValidationError, ValueError, TypeError) as error:
+            raise _validation_errors(error, ("body", "client_tools", index)) from None
+    try:
+        tools = register_client_tools(parsed)
+    except ValueError as error:  # a duplicate, or the name of a tool of the server
+        raise ValidationFailed.single(("body", "client_tools"), str(error)) from None
+    known = {tool.name for tool in agent.tools}
+    added = [tool for tool in tools if tool.name not in known]
+    return agent.model_copy(update={"tools": [*agent.tools, *added]}) if added else agent
 
 
 def _with_server_defaults(tool: Any) -> Any:
@@ -82,7 +143,9 @@ def _with_server_defaults(tool: Any) -> Any:
     return tool
 
 
-def _ensure_tool_registered(name: str, qualnames: Mapping[str, str], index: int) -> None:
+def _ensure_tool_registered(
+    name: str, qualnames: Mapping[str, str], index: int, loc: Loc = ("body", "agent", "tools")
+) -> None:
     from openhands.sdk.tool.registry import list_registered_tools
 
     if name in list_registered_tools():
@@ -96,7 +159,7 @@ def _ensure_tool_registered(name: str, qualnames: Mapping[str, str], index: int)
     if name not in list_registered_tools():
         known = ", ".join(sorted(list_registered_tools()))
         raise ValidationFailed.single(
-            ("body", "agent", "tools", index, "name"),
+            (*loc, index, "name"),
             f"unknown tool {name!r}; this server knows: {known}",
         )
 
@@ -121,26 +184,38 @@ def build_security_analyzer(data: dict[str, Any] | None, loc: Loc) -> SecurityAn
         raise _validation_errors(error, loc) from None
 
 
-def build_secrets(raw: Mapping[str, str | dict[str, Any]], loc: Loc) -> dict[str, SecretValue]:
-    """`"v"`, `{"value": "v"}`, or a `SecretSource` dump with its `kind`."""
+def build_secrets(
+    raw: Mapping[str, str | dict[str, Any]], loc: Loc, cipher: Cipher | None = None
+) -> dict[str, SecretValue]:
+    """`"v"`, `{"value": "v"}`, or a `SecretSource` dump with its `kind`; with `cipher`
+    (`secrets_encrypted`), values that are Fernet tokens of this server are decrypted."""
     from openhands.sdk.secret import SecretSource
 
     secrets: dict[str, SecretValue] = {}
     for name, value in raw.items():
         if isinstance(value, str):
-            secrets[name] = value
+            secrets[name] = _decrypted(value, cipher)
         elif "kind" in value:
             try:
-                secrets[name] = SecretSource.model_validate(value)
+                context = {"cipher": cipher} if cipher else None
+                secrets[name] = SecretSource.model_validate(value, context=context)
             except (ValidationError, ValueError, TypeError) as error:
                 raise _validation_errors(error, (*loc, name)) from None
         elif isinstance(value.get("value"), str):
-            secrets[name] = value["value"]
+            secrets[name] = _decrypted(value["value"], cipher)
         else:
             raise ValidationFailed.single(
                 (*loc, name), 'a secret is a string, {"value": ...} or a SecretSource with a kind'
             )
     return secrets
+
+
+def _decrypted(value: str, cipher: Cipher | None) -> str:
+    if cipher is None:
+        return value
+    from openhands.sdk.utils.pydantic_secrets import decrypt_str_with_cipher_or_keep
+
+    return decrypt_str_with_cipher_or_keep(cipher, value)
 
 
 def redacted_json(model: BaseModel | None) -> dict[str, Any] | None:

@@ -7,17 +7,20 @@ live (a pause shows at once), `pause` takes effect at once like `interrupt`, an 
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_request
 
-from trio_openhands.core import sdk_bridge
+from trio_openhands.core import autotitle, sdk_bridge
 from trio_openhands.core.conversation import utc_now
-from trio_openhands.core.errors import Conflict, NotFound, ValidationFailed
+from trio_openhands.core.errors import ApiError, Conflict, NotFound, ValidationFailed
 from trio_openhands.core.event_log import Transient
 from trio_openhands.core.working_dirs import resolve_working_dir
+from trio_openhands.services import git
 from trio_openhands.stores import file_store
 from trio_openhands.web.api import bridge as api_bridge
 from trio_openhands.web.api.models import (
@@ -31,6 +34,7 @@ from trio_openhands.web.api.models import (
     SecurityAnalyzerRequest,
     UpdateSecretsRequest,
 )
+from trio_openhands.web.api.settings import load_profile_llm
 from trio_openhands.web.api.state import conversation_info, state_update_frame
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import (
@@ -60,12 +64,19 @@ ALREADY_RUNNING = "Conversation already running. Wait for completion or pause fi
 def info(
     record: ConversationRecord, loaded: Conversation | None, include_skills: bool = False
 ) -> dict[str, Any]:
-    return conversation_info(
+    described = conversation_info(
         record,
         loaded,
         conversations_dir=app().settings.conversations_dir,
         include_skills=include_skills,
     )
+    parent = str(record.id)
+    described["sub_conversation_ids"] = [
+        str(child.id)
+        for child in supervisor().list_records()
+        if child.request.get("parent_conversation_id") == parent
+    ]
+    return described
 
 
 def success(conversation: Conversation | None = None) -> Response:
@@ -119,25 +130,87 @@ def _stored_request(
         "confirmation_mode": policy_json.get("kind") == "AlwaysConfirm",
         "security_analyzer": api_bridge.redacted_json(analyzer),
         "tool_module_qualnames": request.tool_module_qualnames,
-        "client_tools": [],
+        "client_tools": request.client_tools,
+        "parent_conversation_id": (
+            str(request.parent_conversation_id) if request.parent_conversation_id else None
+        ),
+        "autotitle": request.autotitle,
     }
 
 
 def _refuse_unsupported(request: ApiStartConversationRequest) -> None:
     unsupported = {
-        "agent_settings": request.agent_settings,
         "agent_profile_id": request.agent_profile_id,
         "plugins": request.plugins,
         "hook_config": request.hook_config,
-        "client_tools": request.client_tools,
+        "agent_launch_additions": request.agent_launch_additions,
     }
     for field, value in unsupported.items():
         if value:
             raise ValidationFailed.single(
                 ("body", field), f"`{field}` is not supported by this server", "not_supported"
             )
-    if request.agent is None:
-        raise ValidationFailed.single(("body", "agent"), "Field required", "missing")
+    if request.agent is None and request.agent_settings is None:
+        raise ValidationFailed.single(
+            ("body", "agent"), "One of `agent` or `agent_settings` is required", "missing"
+        )
+
+
+async def _check_parent(request: ApiStartConversationRequest) -> None:
+    """The parent must exist and share the child's working directory, as the reference's."""
+    if request.parent_conversation_id is None:
+        return
+    found = _lookup(request.parent_conversation_id)
+    loc = ("body", "parent_conversation_id")
+    if found is None:
+        raise ValidationFailed.single(loc, "No such conversation", "not_found")
+    parent_dir = (found[0].request.get("workspace") or {}).get("working_dir")
+    if parent_dir != request.workspace.working_dir:
+        raise ValidationFailed.single(loc, "The parent works in another working directory")
+
+
+async def _check_worktree(request: ApiStartConversationRequest) -> None:
+    """Outside a git repository `worktree` changes nothing, as in the reference; inside
+    one we do not make worktrees (yet): a 422 rather than a conversation in the repository."""
+    if not request.worktree:
+        return
+    working_dir = trio.Path(request.workspace.working_dir)
+    if await working_dir.is_dir() and await git.toplevel(Path(working_dir)) is not None:
+        raise ValidationFailed.single(
+            ("body", "worktree"), "git worktrees are not supported by this server", "not_supported"
+        )
+
+
+async def _build_agent(request: ApiStartConversationRequest) -> Any:
+    """The client's `agent`, or one the SDK builds from its `agent_settings`; with its
+    `client_tools`. Secrets sent encrypted are decrypted with the server secret."""
+    cipher = await app().settings_store.cipher() if request.secrets_encrypted else None
+    key = app().settings.llm_api_key
+    qualnames = request.tool_module_qualnames
+    if request.agent is not None:
+        build = partial(api_bridge.build_agent, request.agent, key, qualnames, cipher)
+    else:
+        assert request.agent_settings is not None
+        build = partial(
+            api_bridge.build_agent_from_settings, request.agent_settings, key, qualnames, cipher
+        )
+    agent = await trio.to_thread.run_sync(build)
+    if request.client_tools:
+        agent = await trio.to_thread.run_sync(
+            api_bridge.add_client_tools, agent, request.client_tools
+        )
+    return agent
+
+
+async def _title_llm(request: ApiStartConversationRequest) -> Any:
+    """`title_llm_profile`'s LLM, or None (the agent's): a profile that does not load
+    falls back to the agent's LLM, as in the reference."""
+    if not request.title_llm_profile:
+        return None
+    try:
+        return await load_profile_llm(request.title_llm_profile)
+    except ApiError:
+        return None
 
 
 @blueprint.post("/api/conversations")
@@ -151,17 +224,14 @@ async def start_conversation() -> Response:
     request.workspace.working_dir = await resolve_working_dir(
         request.workspace.working_dir, app().settings
     )
-    assert request.agent is not None
     sup = supervisor()
     if request.conversation_id is not None and (found := _lookup(request.conversation_id)):
         return json_response(info(*found), 200)
+    await _check_parent(request)
+    await _check_worktree(request)
     await app().sdk_loader.wait_ready()
-    agent = await trio.to_thread.run_sync(
-        api_bridge.build_agent,
-        request.agent,
-        app().settings.llm_api_key,
-        request.tool_module_qualnames,
-    )
+    agent = await _build_agent(request)
+    secrets_cipher = await app().settings_store.cipher() if request.secrets_encrypted else None
     policy = (
         api_bridge.build_confirmation_policy(
             request.confirmation_policy, ("body", "confirmation_policy")
@@ -172,7 +242,8 @@ async def start_conversation() -> Response:
     analyzer = api_bridge.build_security_analyzer(
         request.security_analyzer, ("body", "security_analyzer")
     )
-    secrets = api_bridge.build_secrets(request.secrets, ("body", "secrets"))
+    secrets = api_bridge.build_secrets(request.secrets, ("body", "secrets"), secrets_cipher)
+    title_llm = await _title_llm(request)
     message = (
         sdk_bridge.to_message(request.initial_message.content) if request.initial_message else None
     )
@@ -184,6 +255,13 @@ async def start_conversation() -> Response:
         tags=request.tags,
     )
     if created:
+        if request.autotitle and not request.title and conversation.nursery is not None:
+            conversation.nursery.start_soon(
+                autotitle.title_after_first_message,
+                conversation,
+                partial(_set_title, conversation),
+                title_llm,
+            )
         if policy is not None:
             await conversation.set_confirmation_policy(policy)
         if analyzer is not None:
@@ -273,8 +351,14 @@ async def update_conversation(raw_id: str) -> Response:
     found = _lookup(conversation_id)
     if found is None:
         raise NotFound(f"Conversation not found: {conversation_id}")
-    record, live = found
-    changes = request.model_dump(exclude_unset=True, exclude_none=True)
+    await _change_record(*found, request.model_dump(exclude_unset=True, exclude_none=True))
+    return success()
+
+
+async def _change_record(
+    record: ConversationRecord, live: Conversation | None, changes: dict[str, Any]
+) -> None:
+    """Title and tags, persisted at once and pushed to the conversation's sockets."""
     if "title" in changes:
         record.title = changes["title"]
     if "tags" in changes:
@@ -287,7 +371,10 @@ async def update_conversation(raw_id: str) -> Response:
     else:
         settings = app().settings
         await file_store.write_meta(settings.conversations_dir, record.id.hex, record.to_json())
-    return success()
+
+
+async def _set_title(conversation: Conversation, title: str) -> None:
+    await _change_record(conversation.record, conversation, {"title": title})
 
 
 @blueprint.delete("/api/conversations/<raw_id>")

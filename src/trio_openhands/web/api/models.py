@@ -126,6 +126,15 @@ class ApiStartConversationRequest(BaseModel):
     hook_config: dict[str, Any] | None = None
     tags: dict[str, str] = Field(default_factory=dict, json_schema_extra=API_TAGS_SCHEMA)
     title: str | None = Field(default=None, max_length=200)
+    # Secret values in `agent`/`agent_settings`/`secrets` are Fernet tokens of this server
+    # (what GET /api/settings gave with `X-Expose-Secrets: encrypted`): decrypt them.
+    secrets_encrypted: bool = False
+    worktree: bool = False
+    worktree_options: dict[str, Any] | None = None
+    parent_conversation_id: StrictUuid | None = None
+    autotitle: bool = True  # a title from the conversation's LLM after the first message
+    title_llm_profile: str | None = None
+    agent_launch_additions: dict[str, Any] | None = None
 
     @field_validator("tags")
     @classmethod

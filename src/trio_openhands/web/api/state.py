@@ -62,7 +62,7 @@ def conversation_info(
         client_tools=request.get("client_tools", []),
         tool_module_qualnames=request.get("tool_module_qualnames", {}),
         plugins=None,
-        parent_conversation_id=None,
+        parent_conversation_id=request.get("parent_conversation_id"),
         sub_conversation_ids=[],
     )
     if not include_skills:

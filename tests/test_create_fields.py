@@ -1,0 +1,206 @@
+"""What a create request may carry beyond an `agent`, as the web UI sends it:
+`agent_settings` (built into an agent by the SDK), `secrets_encrypted`, `client_tools`,
+`parent_conversation_id`, `worktree`, `autotitle`; and a 422 naming what we cannot do."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import trio
+from openhands.sdk.utils.cipher import Cipher
+from trio_websocket import open_websocket_url
+
+from tests.conftest import LiveServer, llm_settings, wait_status
+from trio_openhands.testing.fake_llm import FakeLLM, finish, http_error, text, tool_call
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+KEY = "sk-plain-CREATE-key"
+
+
+def message(text_: str) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": text_}], "run": True}
+
+
+def ui_request(server: LiveServer, settings: dict[str, Any], **body: Any) -> dict[str, Any]:
+    """A create as the web UI makes it: the settings it read, a working dir under home."""
+    working_dir = server.settings.workspace_dir / "from-ui"
+    return {
+        "agent_settings": settings,
+        "workspace": {"working_dir": str(working_dir), "kind": "LocalWorkspace"},
+        **body,
+    }
+
+
+async def create(server: LiveServer, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
+    response = await server.client.post("/api/conversations", json=body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def agent_texts(server: LiveServer, conversation_id: str) -> list[str]:
+    events = await server.client.get(f"/api/conversations/{conversation_id}/events/search")
+    return [
+        event["llm_message"]["content"][0]["text"]
+        for event in events.json()["items"]
+        if event["kind"] == "MessageEvent" and event["source"] == "agent"
+    ]
+
+
+async def wait_title(server: LiveServer, conversation_id: str) -> str:
+    """The title, once the socket says one was set (or GET already shows it)."""
+    url = server.ws_url(f"/sockets/events/{conversation_id}")
+    with trio.fail_after(30):
+        async with open_websocket_url(url) as socket:
+            while True:
+                got = await server.client.get(f"/api/conversations/{conversation_id}")
+                if got.json()["title"]:
+                    return got.json()["title"]
+                frame = json.loads(await socket.get_message())
+                if frame.get("key") == "title":
+                    return frame["value"]
+
+
+def stored_key(conversations_dir: Path, conversation_id: str) -> str:
+    state = json.loads(
+        (conversations_dir / conversation_id.replace("-", "") / "base_state.json").read_text()
+    )
+    decrypted = Cipher(secret_key="test-secret").decrypt(state["agent"]["llm"]["api_key"])
+    assert decrypted is not None
+    return decrypted.get_secret_value()
+
+
+async def test_the_web_ui_create_with_agent_settings_and_encrypted_secrets(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    diff = {"agent_kind": "openhands", "llm": llm_settings(fake_llm, api_key=KEY)}
+    assert (
+        await server.client.patch("/api/settings", json={"agent_settings_diff": diff})
+    ).is_success
+    read = await server.client.get("/api/settings", headers={"X-Expose-Secrets": "encrypted"})
+    settings = read.json()["agent_settings"]
+    assert settings["llm"]["api_key"].startswith("gAAAAA")
+    fake_llm.default = text("Greeting")  # the title request (it offers no tools)
+    tag = fake_llm.script("ui", [text("Hello from the agent")])
+    body = ui_request(
+        server,
+        settings,
+        secrets_encrypted=True,
+        autotitle=True,
+        worktree=True,  # not a git repository: nothing to do, as in the reference
+        initial_message=message(f"Say hello {tag}"),
+    )
+    info = await create(server, body)
+    assert [tool["name"] for tool in info["agent"]["tools"]] == [
+        "terminal",
+        "file_editor",
+        "task_tracker",
+    ]  # the settings' default tools, the browser left out: none runs here
+    await wait_status(server, info["id"], "finished")
+    assert await agent_texts(server, info["id"]) == ["Hello from the agent"]
+    assert await wait_title(server, info["id"]) == "Greeting"
+    # The ciphertext the UI sent back was decrypted: the conversation has the real key.
+    assert stored_key(server.settings.conversations_dir, info["id"]) == KEY
+
+
+async def test_agent_settings_that_cannot_be_served_are_a_422_naming_them(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    llm = llm_settings(fake_llm)
+    cases: list[tuple[dict[str, Any], list[str | int]]] = [
+        ({"agent_kind": "acp"}, ["body", "agent_settings", "agent_kind"]),
+        ({"llm": {**llm, "temperature": "hot"}}, ["body", "agent_settings", "llm", "temperature"]),
+        ({"llm": llm, "tools": [{"name": "nope"}]}, ["body", "agent_settings", "tools", 0, "name"]),
+    ]
+    for settings, loc in cases:
+        refused = await create(server, ui_request(server, settings), 422)
+        assert refused["detail"][0]["loc"][: len(loc)] == loc, refused
+    unsupported = {"plugins": [{"source": "github:x/y"}], "agent_launch_additions": {"skills": []}}
+    for field, value in unsupported.items():
+        refused = await create(server, ui_request(server, {"llm": llm}, **{field: value}), 422)
+        assert refused["detail"][0]["loc"] == ["body", field]
+    assert (await server.client.get("/api/conversations/count")).json() == 0
+
+
+async def test_client_tools_are_called_and_acknowledged(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    spec = {
+        "name": "show_chart",
+        "description": "Show a chart to the user",
+        "parameters": {"type": "object", "properties": {"title": {"type": "string"}}},
+    }
+    tag = fake_llm.script(
+        "client", [tool_call("show_chart", {"title": "Sales"}), finish("charted")]
+    )
+    body = ui_request(
+        server,
+        {"llm": llm_settings(fake_llm)},
+        client_tools=[spec],
+        autotitle=False,
+        initial_message=message(f"chart it {tag}"),
+    )
+    info = await create(server, body)
+    assert info["client_tools"] == [spec]
+    await wait_status(server, info["id"], "finished")
+    events = (await server.client.get(f"/api/conversations/{info['id']}/events/search")).json()
+    actions = [e for e in events["items"] if e["kind"] == "ActionEvent"]
+    assert [a["tool_name"] for a in actions] == ["show_chart", "finish"]
+    observed = [e for e in events["items"] if e["kind"] == "ObservationEvent"]
+    assert observed[0]["tool_name"] == "show_chart"
+    assert (await server.client.get(f"/api/conversations/{info['id']}")).json()["title"] is None
+    duplicate = ui_request(server, {"llm": llm_settings(fake_llm)}, client_tools=[spec, spec])
+    refused = await create(server, duplicate, 422)
+    assert refused["detail"][0]["loc"] == ["body", "client_tools"]
+
+
+async def test_a_title_llm_that_fails_never_fails_the_run(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    fake_llm.default = http_error(500)  # every title request fails
+    tag = fake_llm.script("titled", [text("answered")])
+    body = ui_request(
+        server, {"llm": llm_settings(fake_llm)}, initial_message=message(f"Plan the trip {tag}")
+    )
+    info = await create(server, body)
+    await wait_status(server, info["id"], "finished")
+    assert await agent_texts(server, info["id"]) == ["answered"]
+    # The SDK's fallback: the first message, as the title.
+    assert (await wait_title(server, info["id"])).startswith("Plan the trip")
+
+
+async def test_parent_conversation_and_worktree_in_a_repository(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    settings = {"llm": llm_settings(fake_llm)}
+    parent = await create(server, ui_request(server, settings, autotitle=False))
+    child = await create(server, ui_request(server, settings, parent_conversation_id=parent["id"]))
+    assert child["parent_conversation_id"] == parent["id"]
+    again = (await server.client.get(f"/api/conversations/{parent['id']}")).json()
+    assert again["sub_conversation_ids"] == [child["id"]]
+    orphan = ui_request(server, settings, parent_conversation_id=str(uuid.uuid4()))
+    refused = await create(server, orphan, 422)
+    assert refused["detail"][0]["loc"] == ["body", "parent_conversation_id"]
+    elsewhere = {"working_dir": str(server.settings.workspace_dir / "other")}
+    refused = await create(
+        server,
+        {
+            **ui_request(server, settings, parent_conversation_id=parent["id"]),
+            "workspace": elsewhere,
+        },
+        422,
+    )
+    assert refused["detail"][0]["loc"] == ["body", "parent_conversation_id"]
+
+    repo = server.settings.workspace_dir / "repo"
+    repo.mkdir(parents=True)
+    await trio.run_process(["git", "init", "-q", str(repo)])
+    in_repo = {
+        **ui_request(server, settings, worktree=True),
+        "workspace": {"working_dir": str(repo)},
+    }
+    refused = await create(server, in_repo, 422)
+    assert refused["detail"][0]["loc"] == ["body", "worktree"]
