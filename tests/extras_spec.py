@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from typing import TYPE_CHECKING
+
+import trio
 
 from tests.test_plugins import write_plugin
 from tests.test_skills import write_skill
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
     Call = Callable[..., Awaitable[httpx.Response]]
 
 # The path parameters of these operations, for the keyed server's 401 round.
-PATH_IDS = {"skill_name": "x", "plugin_name": "x"}
+PATH_IDS = {"skill_name": "x", "plugin_name": "x", "file_path": "x"}
 
 
 @contextlib.contextmanager
@@ -34,12 +37,65 @@ def own_home(home: Path) -> Iterator[None]:
         os.environ["HOME"] = saved
 
 
-async def reach_extras_operations(call: Call, scratch: Path) -> None:
+async def reach_extras_operations(
+    call: Call, scratch: Path, workspace: Path, conversation_id: str
+) -> None:
+    """`workspace` is the working directory of the /api conversation `conversation_id`."""
     home = scratch / "extras-home"
     home.mkdir()
     with own_home(home):
         await _skills(call, scratch)
         await _plugins(call, scratch)
+    await _small_ones(call, conversation_id)
+    await _workspaces(call)
+    await _workspace_files(call, workspace, conversation_id)
+
+
+async def _small_ones(call: Call, conversation_id: str) -> None:
+    conv, unknown = {"conversation_id": conversation_id}, {"conversation_id": str(uuid.uuid4())}
+    malformed = {"conversation_id": "nope"}
+    await call("get", "/api/tools", 200)
+    await call("get", "/api/vscode/status", 200)
+    await call("get", "/api/vscode/url", 503)
+    scoped = "/api/conversations/{conversation_id}/vscode"
+    await call("get", scoped + "/status", 200, conv)
+    await call("get", scoped + "/status", 404, unknown)
+    await call("get", scoped + "/status", 422, malformed)
+    await call("get", scoped + "/url", 503, conv)
+    await call("get", scoped + "/url", 404, unknown)
+    await call("get", scoped + "/url", 422, malformed)
+    await call("post", "/api/auth/workspace-session", 204)
+    await call("delete", "/api/auth/workspace-session", 204)
+
+
+async def _workspaces(call: Call) -> None:
+    one = {"id": "/w", "name": "w", "path": "/w", "parentPath": "/"}
+    await call("get", "/api/workspaces", 200)
+    await call("post", "/api/workspaces", 200, json={"workspaces": [one]})
+    await call("post", "/api/workspaces", 422, json={"workspaces": [{"id": "/w"}]})
+    await call("delete", "/api/workspaces", 200, params={"path": "/w"})
+    await call("delete", "/api/workspaces", 404, params={"path": "/w"})
+    await call("delete", "/api/workspaces", 422)
+    parent = {"id": "/", "name": "root", "path": "/"}
+    await call("post", "/api/workspaces/parents", 200, json={"parents": [parent]})
+    await call("post", "/api/workspaces/parents", 422, json={"parents": "/"})
+    await call("delete", "/api/workspaces/parents", 200, params={"path": "/"})
+    await call("delete", "/api/workspaces/parents", 404, params={"path": "/"})
+    await call("delete", "/api/workspaces/parents", 422)
+
+
+async def _workspace_files(call: Call, workspace: Path, conversation_id: str) -> None:
+    conv, unknown = {"conversation_id": conversation_id}, {"conversation_id": str(uuid.uuid4())}
+    root = "/api/conversations/{conversation_id}/workspace"
+    await call("get", root, 404, conv)  # no index.html yet
+    await trio.Path(workspace / "index.html").write_text("<p>hi</p>")
+    await call("get", root, 200, conv)
+    await call("get", root, 404, unknown)
+    await call("get", root, 422, {"conversation_id": "nope"})
+    one = root + "/{file_path}"
+    await call("get", one, 200, {**conv, "file_path": "index.html"})
+    await call("get", one, 404, {**conv, "file_path": "missing.txt"})
+    await call("get", one, 404, {**unknown, "file_path": "index.html"})
 
 
 async def _skills(call: Call, scratch: Path) -> None:

@@ -24,6 +24,7 @@ from trio_openhands.settings import Settings
 from trio_openhands.stores.settings_store import SettingsStore
 from trio_openhands.web import docs, health, openapi
 from trio_openhands.web.api import agent_profiles as api_agent_profiles
+from trio_openhands.web.api import auth as api_auth
 from trio_openhands.web.api import bash as api_bash
 from trio_openhands.web.api import conversations as api_conversations
 from trio_openhands.web.api import events as api_events
@@ -35,6 +36,10 @@ from trio_openhands.web.api import profiles as api_profiles
 from trio_openhands.web.api import settings as api_settings
 from trio_openhands.web.api import skills as api_skills
 from trio_openhands.web.api import sockets as api_sockets
+from trio_openhands.web.api import tools as api_tools
+from trio_openhands.web.api import vscode as api_vscode
+from trio_openhands.web.api import workspace_static as api_workspace_static
+from trio_openhands.web.api import workspaces as api_workspaces
 from trio_openhands.web.connection import (
     ShieldedEndHTTPConnection,
     install_json_protocol_errors,
@@ -159,7 +164,8 @@ def create_app(
     install_security(app, settings)
     seed_modules = (conversations, events, sockets)
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
-    api_modules += (api_skills, api_plugins)
+    api_modules += (api_skills, api_plugins, api_tools, api_vscode, api_workspaces)
+    api_modules += (api_auth, api_workspace_static)
     config_modules = (api_settings, api_profiles, api_agent_profiles, api_llm)
     for module in (health, docs, *seed_modules, *api_modules, *config_modules):
         app.register_blueprint(module.blueprint)

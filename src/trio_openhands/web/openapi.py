@@ -8,6 +8,7 @@ states stay free-form objects: only the fields we rely on are fixed.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -96,6 +97,9 @@ ERROR_DESCRIPTIONS = {
 }
 # Query parameters the handlers parse further than their models say (a 422 otherwise); an
 # empty time is no filter.
+# A rule's `<converter:name>`, one at a time (quart-schema's own pattern takes `<a>/<path:b>`
+# for one argument).
+RULE_ARGUMENT = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
 TIME_FILTER = {"anyOf": [{"type": "string", "format": "date-time"}, {"const": ""}]}
 QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
@@ -500,6 +504,7 @@ class ApiSpec(OpenAPIProvider):
                         answers[status] = {**answer, "description": ERROR_DESCRIPTIONS[status]}
                 if secured:
                     operation["security"] = [{"SessionKey": []}]
+            path = RULE_ARGUMENT.sub(r"{\1}", rule.rule)  # not quart-schema's path (above)
             renamed[path.replace("{raw_id}", "{conversation_id}")] = operations
         return renamed, components
 

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 API_KEY_HEADER = "X-Session-API-Key"
 API_KEY_QUERY = "session_api_key"
+# api/auth.py's cookie: a session key a browser sends with a conversation's workspace files
+# (iframes and images send no headers), honoured on those GET routes and nowhere else.
+WORKSPACE_COOKIE = "oh_workspace_session_key"
+WORKSPACE_FILES = re.compile(r"/api/conversations/[^/]+/workspace(/.*)?")
 OPEN_PATHS = frozenset(
     {"/alive", "/health", "/ready", "/server_info", "/", "/docs", "/openapi.json"}
     | DOCS_ASSETS  # the /docs page's script and style
@@ -157,7 +161,11 @@ def install_security(app: Quart, settings: Settings) -> None:
             and "Access-Control-Request-Method" in request.headers
         ):
             return _preflight(origin, cors_origins)
-        has_valid_key = key_is_valid(request.headers.get(API_KEY_HEADER), keys)
+        has_valid_key = key_is_valid(request.headers.get(API_KEY_HEADER), keys) or (
+            request.method == "GET"
+            and WORKSPACE_FILES.fullmatch(request.path) is not None
+            and key_is_valid(request.cookies.get(WORKSPACE_COOKIE), keys)
+        )
         if keys and not has_valid_key and not _is_open(request.path):
             return json_error(401, "Unauthorized")
         if request.method not in STATE_CHANGING_METHODS or has_valid_key:
