@@ -38,7 +38,7 @@ PYTEST_WORKERS ?= 2
 SKIP_BINARY ?= 1
 
 .PHONY: help install install-dev install-pre-commit-hooks test lint format run demo bench \
-        fuzz binary check-binary clean distclean check-python check-lock print-uv
+        fuzz binary check-binary clean distclean check-python check-lock print-uv test-ui ui
 
 help: ## List targets (this message)
 	@echo "Usage: make <target> [PYTEST_ARGS=...] [ARGS=...] [HOST=...] [PORT=...]"
@@ -105,6 +105,28 @@ demo: check-python ## Run the demo (openhands-server demo)
 # where the kernel allows one); it stops by itself. scripts/fuzz.py says what it does.
 fuzz: check-python ## Fuzz the API with schemathesis on a real server, every check (FUZZ_ARGS=...)
 	$(UV) run --frozen python scripts/fuzz.py $(FUZZ_ARGS)
+
+# The official web UI driven in Debian's Chromium (never a downloaded browser): installs
+# ui-test/'s npm packages (package-lock.json) when they changed; not part of `make test`.
+CHROMIUM ?= /usr/bin/chromium
+
+test-ui: install-dev ui-test/node_modules/.package-lock.json ## Drive the official web UI against the server in Chromium; screenshots in build/ui/
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y chromium; \
+	  else echo "error: no Chromium at $(CHROMIUM): apt-get install chromium, or CHROMIUM=/path" >&2; exit 1; fi; \
+	fi
+	PYTHON=$(abspath .venv/bin/python) CHROMIUM=$(CHROMIUM) node ui-test/run.mjs
+
+UI_PORT ?= 3000
+
+ui: ui-test/node_modules/.package-lock.json ## Serve the official web UI (frontend only) on UI_PORT (3000); add this server as its backend
+	node ui-test/node_modules/@openhands/agent-canvas/bin/agent-canvas.mjs --frontend-only --port $(UI_PORT)
+
+# Two of agent-canvas 1.6.1's pinned dependencies are not on the registry any more:
+# package.json overrides them with the nearest published versions.
+ui-test/node_modules/.package-lock.json: ui-test/package.json ui-test/package-lock.json
+	@command -v npm >/dev/null || { echo "error: make test-ui needs Node.js 20 and npm" >&2; exit 1; }
+	cd ui-test && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 
 bench: check-python ## Run every bench/*.py (but the shared bench/_*.py)
 	@shopt -s nullglob; files=(bench/[!_]*.py); \
