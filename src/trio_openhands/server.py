@@ -1,5 +1,7 @@
 """Serving the app with Hypercorn's Trio worker, from Python.
 
+Hypercorn binds as soon as the conversations directory is known to be free, with the early
+app in front (web/early.py: `/alive` answers while the full app is still being imported).
 SIGINT/SIGTERM trigger the shutdown: conversations are paused and persisted, sockets get
 a 1001 close frame, then Hypercorn stops. `serve()` reports the bound URLs through
 `task_status`, so tests can `await nursery.start(serve, settings)` on port 0.
@@ -12,16 +14,18 @@ import os
 import signal
 import threading
 import time
-from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from trio_openhands.web.app import OpenHandsApp, create_app
+from trio_openhands.stores.file_store import lock_conversations_dir
+from trio_openhands.web.early import EarlyApp
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from trio_openhands.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,21 +95,38 @@ async def serve(
     shutdown_trigger: trio.Event | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until a signal (or `shutdown_trigger`, for tests), then shut down cleanly."""
-    app = create_app(settings)
+    """Serve until a signal (or `shutdown_trigger`, for tests), then shut down cleanly.
+    Raises DirectoryInUse before binding when another server has the conversations
+    directory, and the full app's error if it fails to start."""
+    # Checked here, before binding, for a clear error; the supervisor takes the lock for real.
+    await trio.to_thread.run_sync(_check_directory_is_free, settings)
+    app = EarlyApp(settings)
     config = hypercorn_config(settings)
 
-    async def trigger(app: OpenHandsApp) -> None:
-        if shutdown_trigger is None:
-            await wait_for_signal()
+    async def trigger() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on(wait: Callable[[], Awaitable[object]]) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on, app.failed.wait)
+            if shutdown_trigger is None:
+                nursery.start_soon(stop_on, wait_for_signal)
+            else:
+                nursery.start_soon(stop_on, shutdown_trigger.wait)
+        if shutdown_trigger is None and not app.failed.is_set():
             hard_stop = arm_hard_stop(settings.graceful_timeout + HARD_STOP_MARGIN_SECONDS)
             await app.begin_shutdown()
             hard_stop.state_saved = True
         else:
-            await shutdown_trigger.wait()
             await app.begin_shutdown()
 
-    await hypercorn_serve(
-        app, config, shutdown_trigger=partial(trigger, app), task_status=task_status
-    )  # type: ignore[arg-type]
+    await hypercorn_serve(app, config, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
+    if app.error is not None:
+        raise app.error
     log.info("stopped")
+
+
+def _check_directory_is_free(settings: Settings) -> None:
+    lock_conversations_dir(settings.conversations_dir).close()
