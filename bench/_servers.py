@@ -79,6 +79,14 @@ def start(command: list[str], cwd: Path, env: dict[str, str], port: int) -> subp
     raise RuntimeError(f"{command} was not ready within 90 s")
 
 
+def memory_kib(pid: int, field: str) -> int:
+    """A `/proc/<pid>/status` figure: VmRSS (now) or VmHWM (the peak so far), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:

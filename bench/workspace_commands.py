@@ -37,18 +37,12 @@ from _servers import (
     REFERENCE_ENV,
     REFERENCE_PYTHON,
     free_port,
+    memory_kib,
     ours_command,
     reference_command,
     start,
     stop,
 )
-
-
-def memory_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def percentiles(samples: list[float]) -> str:

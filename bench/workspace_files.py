@@ -42,6 +42,7 @@ from _servers import (
     REFERENCE_ENV,
     REFERENCE_PYTHON,
     free_port,
+    memory_kib,
     ours_command,
     reference_command,
     start,
@@ -49,13 +50,6 @@ from _servers import (
 )
 
 CHUNK = 1024 * 1024
-
-
-def memory_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def digest(path: Path) -> str:

@@ -172,7 +172,7 @@ async def test_a_title_llm_that_fails_never_fails_the_run(
     assert (await wait_title(server, info["id"])).startswith("Plan the trip")
 
 
-async def test_parent_conversation_and_worktree_in_a_repository(
+async def test_a_parent_conversation_and_its_children(
     server: LiveServer, fake_llm: FakeLLM
 ) -> None:
     settings = {"llm": llm_settings(fake_llm)}
@@ -195,12 +195,34 @@ async def test_parent_conversation_and_worktree_in_a_repository(
     )
     assert refused["detail"][0]["loc"] == ["body", "parent_conversation_id"]
 
+
+async def git(repo: Path, *args: str) -> str:
+    done = await trio.run_process(["git", "-C", str(repo), *args], capture_stdout=True)
+    return done.stdout.decode()
+
+
+async def test_worktree_in_a_repository_is_the_conversations_own(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
     repo = server.settings.workspace_dir / "repo"
-    repo.mkdir(parents=True)
-    await trio.run_process(["git", "init", "-q", str(repo)])
-    in_repo = {
-        **ui_request(server, settings, worktree=True),
-        "workspace": {"working_dir": str(repo)},
-    }
-    refused = await create(server, in_repo, 422)
+    (repo / "src").mkdir(parents=True)
+    await git(repo, "init", "-q", "-b", "main")
+    settings = {"llm": llm_settings(fake_llm)}
+    in_repo = ui_request(server, settings, worktree=True, autotitle=False)
+    in_repo["workspace"] = {"working_dir": str(repo / "src")}
+    refused = await create(server, in_repo, 422)  # nothing to branch from yet
     assert refused["detail"][0]["loc"] == ["body", "worktree"]
+    (repo / "src" / "a.txt").write_text("a\n")
+    await git(repo, "add", ".")
+    await git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+
+    info = await create(server, in_repo)
+    hex_id = info["id"].replace("-", "")
+    top = server.settings.conversations_dir / ".worktrees" / hex_id / "repo"
+    assert info["workspace"]["working_dir"] == str(top / "src")  # the same place, inside it
+    assert (top / "src" / "a.txt").read_text() == "a\n"
+    assert f"openhands/{hex_id}" in await git(repo, "branch", "--list")
+    assert str(top) in await git(repo, "worktree", "list")
+    assert (await server.client.delete(f"/api/conversations/{info['id']}")).status_code == 200
+    assert not top.exists()
+    assert str(top) not in await git(repo, "worktree", "list")

@@ -174,9 +174,7 @@ async def clear_bash_events(raw_id: str | None = None) -> Response:
 @responses(BashEvent, *BODY, 404, 503)
 async def start_bash_command(raw_id: str | None = None) -> Response:
     """Start a command and answer at once with its `BashCommand`; output follows as events."""
-    body = await parse_body(ExecuteBashRequest)
-    scope = await Scope.of(raw_id)
-    running = _start(scope, body, await scope.cwd_for(body.cwd))
+    scope, running = await _start_from_request(raw_id)
     logged = scope.log.get(running.id)
     assert logged is not None
     return raw_json(logged.json)
@@ -187,11 +185,15 @@ async def start_bash_command(raw_id: str | None = None) -> Response:
 @responses(BashEvent, *BODY, 404, 503)
 async def execute_bash_command(raw_id: str | None = None) -> Response:
     """Run a command to its end (or its timeout); one `BashOutput` with all of its output."""
-    body = await parse_body(ExecuteBashRequest)
-    scope = await Scope.of(raw_id)
-    running = _start(scope, body, await scope.cwd_for(body.cwd))
+    scope, running = await _start_from_request(raw_id)
     await running.finished.wait()
     return json_response(_collected(scope.log, running.id))
+
+
+async def _start_from_request(raw_id: str | None) -> tuple[Scope, RunningCommand]:
+    body = await parse_body(ExecuteBashRequest)
+    scope = await Scope.of(raw_id)
+    return scope, _start(scope, body, await scope.cwd_for(body.cwd))
 
 
 def _start(scope: Scope, body: ExecuteBashRequest, cwd: Path) -> RunningCommand:

@@ -7,6 +7,7 @@ live (a pause shows at once), `pause` takes effect at once like `interrupt`, an 
 
 from __future__ import annotations
 
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,8 @@ from trio_openhands.core.conversation import utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound, ValidationFailed
 from trio_openhands.core.event_log import Transient
 from trio_openhands.core.working_dirs import resolve_working_dir
-from trio_openhands.services import git
+from trio_openhands.services import worktrees
+from trio_openhands.services.errors import ServiceError
 from trio_openhands.stores import file_store
 from trio_openhands.web.api import bridge as api_bridge
 from trio_openhands.web.api.models import (
@@ -169,16 +171,26 @@ async def _check_parent(request: ApiStartConversationRequest) -> None:
         raise ValidationFailed.single(loc, "The parent works in another working directory")
 
 
-async def _check_worktree(request: ApiStartConversationRequest) -> None:
-    """Outside a git repository `worktree` changes nothing, as in the reference; inside
-    one we do not make worktrees (yet): a 422 rather than a conversation in the repository."""
+async def _make_worktree(
+    request: ApiStartConversationRequest, conversation_hex: str
+) -> Path | None:
+    """`worktree` inside a repository: a worktree of the conversation's own, where it then
+    works (services/worktrees.py); outside one nothing changes, as in the reference."""
     if not request.worktree:
-        return
-    working_dir = trio.Path(request.workspace.working_dir)
-    if await working_dir.is_dir() and await git.toplevel(Path(working_dir)) is not None:
-        raise ValidationFailed.single(
-            ("body", "worktree"), "git worktrees are not supported by this server", "not_supported"
-        )
+        return None
+    working_dir = Path(request.workspace.working_dir)
+    repo = await worktrees.repository_of(working_dir)
+    if repo is None:
+        return None
+    conversations_dir = app().settings.conversations_dir
+    try:
+        inside = await worktrees.create(repo, working_dir, conversations_dir, conversation_hex)
+    except ServiceError as error:
+        if error.status == 422:
+            raise ValidationFailed.single(("body", "worktree"), error.detail) from None
+        raise ApiError(error.status, error.detail) from None
+    request.workspace.working_dir = str(inside)
+    return repo
 
 
 async def _build_agent(request: ApiStartConversationRequest) -> Any:
@@ -200,6 +212,14 @@ async def _build_agent(request: ApiStartConversationRequest) -> Any:
             api_bridge.add_client_tools, agent, request.client_tools
         )
     return agent
+
+
+def _worktree_top(request: ApiStartConversationRequest, repo: Path) -> str:
+    """The worktree's own folder (the working directory may lie deeper inside it)."""
+    inside = Path(request.workspace.working_dir)
+    while inside.name != repo.name or inside.parent.parent.name != worktrees.WORKTREES_DIR:
+        inside = inside.parent
+    return str(inside)
 
 
 async def _title_llm(request: ApiStartConversationRequest) -> Any:
@@ -228,7 +248,6 @@ async def start_conversation() -> Response:
     if request.conversation_id is not None and (found := _lookup(request.conversation_id)):
         return json_response(info(*found), 200)
     await _check_parent(request)
-    await _check_worktree(request)
     await app().sdk_loader.wait_ready()
     agent = await _build_agent(request)
     secrets_cipher = await app().settings_store.cipher() if request.secrets_encrypted else None
@@ -244,16 +263,23 @@ async def start_conversation() -> Response:
     )
     secrets = api_bridge.build_secrets(request.secrets, ("body", "secrets"), secrets_cipher)
     title_llm = await _title_llm(request)
+    conversation_id = request.conversation_id or uuid.uuid4()
+    repo = await _make_worktree(request, conversation_id.hex)
     message = (
         sdk_bridge.to_message(request.initial_message.content) if request.initial_message else None
     )
-    conversation, created = await sup.create_with_agent(
-        request.conversation_id,
-        agent,
-        _stored_request(request, agent, policy, analyzer),
-        title=request.title,
-        tags=request.tags,
-    )
+    stored = _stored_request(request, agent, policy, analyzer)
+    if repo is not None:
+        stored["worktree"] = {"repository": str(repo), "top": _worktree_top(request, repo)}
+    try:
+        conversation, created = await sup.create_with_agent(
+            conversation_id, agent, stored, title=request.title, tags=request.tags
+        )
+    except BaseException:
+        if repo is not None:
+            with trio.CancelScope(shield=True):
+                await worktrees.remove(repo, Path(stored["worktree"]["top"]))
+        raise
     if created:
         if request.autotitle and not request.title and conversation.nursery is not None:
             conversation.nursery.start_soon(
@@ -380,8 +406,14 @@ async def _set_title(conversation: Conversation, title: str) -> None:
 @blueprint.delete("/api/conversations/<raw_id>")
 @responses(Success, *LOADS)
 async def delete_conversation(raw_id: str) -> Response:
-    """Stops any run, closes the conversation's sockets (4004) and removes its files."""
-    await supervisor().delete(parse_conversation_id(raw_id))
+    """Stops any run, closes the conversation's sockets (4004) and removes its files (and
+    its git worktree, if it was given one)."""
+    conversation_id = parse_conversation_id(raw_id)
+    found = _lookup(conversation_id)
+    await supervisor().delete(conversation_id)
+    worktree = found[0].request.get("worktree") if found is not None else None
+    if isinstance(worktree, dict):
+        await worktrees.remove(Path(worktree["repository"]), Path(worktree["top"]))
     return success()
 
 
