@@ -15,6 +15,7 @@ from quart_schema import document_request
 from trio_openhands.core import agent_settings
 from trio_openhands.core.errors import Conflict, NotFound, ValidationFailed
 from trio_openhands.core.validation import load_json
+from trio_openhands.web.api.profiles import rename_body, renamed
 from trio_openhands.web.api.settings import store, update_settings
 from trio_openhands.web.api.settings_models import (
     AgentProfileActivated,
@@ -25,7 +26,6 @@ from trio_openhands.web.api.settings_models import (
 )
 from trio_openhands.web.common import app, json_response
 from trio_openhands.web.openapi import BODY, responses
-from trio_openhands.web.request_parsing import parse_body
 
 if TYPE_CHECKING:
     from openhands.sdk.llm.llm_profile_store import LLMProfileStore
@@ -184,9 +184,7 @@ async def delete_agent_profile(name: str) -> Response:
 @responses(ProfileMutation, 404, 409, *BODY)
 async def rename_agent_profile(name: str) -> Response:
     """Its id stays, so the active pointer follows."""
-    _name(name)
-    new_name = (await parse_body(RenameProfile)).new_name
-    await app().sdk_loader.wait_ready()
+    new_name = await rename_body(name)
     profiles = await store().agent_profiles()
     try:
         await trio.to_thread.run_sync(profiles.rename, name, new_name)
@@ -194,12 +192,7 @@ async def rename_agent_profile(name: str) -> Response:
         raise NotFound(f"Agent profile '{name}' not found") from None
     except FileExistsError:
         raise Conflict(f"Agent profile '{new_name}' already exists") from None
-    message = (
-        f"Agent profile '{name}' unchanged (same name)"
-        if name == new_name
-        else f"Agent profile '{name}' renamed to '{new_name}'"
-    )
-    return json_response({"name": new_name, "message": message})
+    return renamed("Agent profile", name, new_name)
 
 
 @blueprint.post("/api/agent-profiles/<profile_id>/activate")

@@ -145,9 +145,7 @@ async def delete_profile(name: str) -> Response:
 @responses(ProfileMutation, 404, 409, *BODY)
 async def rename_profile(name: str) -> Response:
     """Agent profiles that refer to it follow; so does `active_profile`."""
-    _name(name)
-    new_name = (await parse_body(RenameProfile)).new_name
-    await app().sdk_loader.wait_ready()
+    new_name = await rename_body(name)
     llm_profiles = await store().llm_profiles()
     agent_profiles = await store().agent_profiles()
 
@@ -162,12 +160,23 @@ async def rename_profile(name: str) -> Response:
             raise Conflict(f"Profile '{new_name}' already exists") from None
 
     await trio.to_thread.run_sync(rename)
-    if name == new_name:
-        message = f"Profile '{name}' unchanged (same name)"
-    else:
+    if name != new_name:
         await update_settings(lambda current: (_set_active_if(current, name, new_name), None))
-        message = f"Profile '{name}' renamed to '{new_name}'"
-    return json_response({"name": new_name, "message": message})
+    return renamed("Profile", name, new_name)
+
+
+async def rename_body(name: str) -> str:
+    """A rename's two names checked (the path's, then the body's); the SDK loaded."""
+    _name(name)
+    new_name = (await parse_body(RenameProfile)).new_name
+    await app().sdk_loader.wait_ready()
+    return new_name
+
+
+def renamed(kind: str, name: str, new_name: str) -> Response:
+    if name == new_name:
+        return json_response({"name": name, "message": f"{kind} '{name}' unchanged (same name)"})
+    return json_response({"name": new_name, "message": f"{kind} '{name}' renamed to '{new_name}'"})
 
 
 @blueprint.post("/api/profiles/<name>/activate")
