@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     Call = Callable[..., Awaitable[httpx.Response]]
 
 # The path parameters of these operations, for the keyed server's 401 round.
-PATH_IDS = {"skill_name": "x", "plugin_name": "x", "file_path": "x"}
+PATH_IDS = {"skill_name": "x", "plugin_name": "x", "file_path": "x", "settings_key": "x"}
 
 
 @contextlib.contextmanager
@@ -49,6 +49,24 @@ async def reach_extras_operations(
     await _small_ones(call, conversation_id)
     await _workspaces(call)
     await _workspace_files(call, workspace, conversation_id)
+    await _mcp(call)
+
+
+async def _mcp(call: Call) -> None:
+    one = "/api/settings/mcp/{settings_key}"
+    key, unknown, blank = {"settings_key": "spec"}, {"settings_key": "nope"}, {"settings_key": " "}
+    stdio = {"command": "/nonexistent/mcp-server"}
+    await call("post", one, 201, key, json=stdio)
+    await call("post", one, 409, key, json=stdio)
+    await call("post", one, 422, key, json={"command": 3})
+    await call("patch", one, 200, key, json={"args": ["-v"]})
+    await call("patch", one, 404, unknown, json={"args": []})
+    await call("patch", one, 422, key, json={"args": "-v"})
+    await call("delete", one, 200, key)
+    await call("delete", one, 404, key)
+    await call("delete", one, 422, blank)
+    await call("post", "/api/mcp/test", 200, json={"server": stdio, "timeout": 5})
+    await call("post", "/api/mcp/test", 422, json={"server": {"type": "stdio"}})
 
 
 async def _small_ones(call: Call, conversation_id: str) -> None:

@@ -31,6 +31,7 @@ from trio_openhands.web.api import events as api_events
 from trio_openhands.web.api import files as api_files
 from trio_openhands.web.api import git as api_git
 from trio_openhands.web.api import llm as api_llm
+from trio_openhands.web.api import mcp as api_mcp
 from trio_openhands.web.api import plugins as api_plugins
 from trio_openhands.web.api import profiles as api_profiles
 from trio_openhands.web.api import settings as api_settings
@@ -165,7 +166,7 @@ def create_app(
     seed_modules = (conversations, events, sockets)
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
     api_modules += (api_skills, api_plugins, api_tools, api_vscode, api_workspaces)
-    api_modules += (api_auth, api_workspace_static)
+    api_modules += (api_auth, api_workspace_static, api_mcp)
     config_modules = (api_settings, api_profiles, api_agent_profiles, api_llm)
     for module in (health, docs, *seed_modules, *api_modules, *config_modules):
         app.register_blueprint(module.blueprint)
