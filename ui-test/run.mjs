@@ -213,14 +213,34 @@ try {
 } finally {
   stopping = true;
   if (browser) await browser.close().catch(() => {});
-  for (const child of children) {
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-  }
-  await new Promise((ok) => setTimeout(ok, 500));
+  // SIGTERM to each group, then wait (10 s at most) for each to exit: agent-canvas stops
+  // the static server it started in a group of its own only once it gets to run.
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise((ok) => {
+          if (child.exitCode !== null || child.signalCode !== null) return ok();
+          const timer = setTimeout(() => {
+            try {
+              process.kill(-child.pid, "SIGKILL");
+            } catch {
+              // already gone
+            }
+            ok();
+          }, 10_000);
+          child.once("exit", () => {
+            clearTimeout(timer);
+            ok();
+          });
+          try {
+            process.kill(-child.pid, "SIGTERM");
+          } catch {
+            clearTimeout(timer);
+            ok();
+          }
+        }),
+    ),
+  );
   rmSync(scratch, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
