@@ -11,14 +11,14 @@ Run: `uv run python bench/workspace_commands.py` (about a minute; prints figures
 Servers: see bench/_servers.py (the reference is skipped when /tmp/refvenv is missing). Both
 share the 2 cores with this client: compare within one run.
 
-Measured here (2 cores shared with two test suites running, 30 rounds, 10 MB of output):
-    ours       execute `true` p50 23.8 ms p99  66 ms   execute_command p50 126 ms p99 170 ms
-               10 MB of output 0.59 s, peak RSS +41 MiB over idle
-    reference  execute `true` p50 10.9 ms p99 705 ms   execute_command p50  39 ms p99 132 ms
-               10 MB of output 1.41 s, peak RSS +45 MiB over idle
-`execute_command` polls the event search every 100 ms: the reference's short command has
-usually ended by its first search (it forks on its event loop, inside the start request),
-ours by its second (the fork happens in a worker thread after the start answer).
+Measured here (2 cores shared with three test suites running, load ~8, 30 rounds, 10 MB):
+    ours       execute `true` p50 15.8 ms p99  46 ms   execute_command p50 36 ms p99 164 ms
+               10 MB of output 0.55 s, peak RSS +41 MiB over idle
+    reference  execute `true` p50  8.4 ms p99 575 ms   execute_command p50 21 ms p99 146 ms
+               10 MB of output 0.49 s, peak RSS +45 MiB over idle
+`execute_command` polls the event search every 100 ms, so its figure mostly says whether the
+command had ended by the first poll. Before `start_bash_command` waited for the fork, ours
+answered first and forked after, and needed a second poll: p50 126 ms against 39 ms.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ class RunningCommand:
     scope: ScopeKey
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     finished: trio.Event = field(default_factory=trio.Event)
+    spawned: trio.Event = field(default_factory=trio.Event)  # its process exists (or failed to)
     stop_requested: trio.Event = field(default_factory=trio.Event)
 
 
@@ -142,6 +143,7 @@ class CommandService:
         finally:
             output.finish(exit_code)
             del self._running[running.id]
+            running.spawned.set()  # if it never got that far
             running.finished.set()
             log.info("bash command %s ended with %d", running.id, exit_code)
 
@@ -162,6 +164,7 @@ class CommandService:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        running.spawned.set()
         group = process.pid  # the session leader's pid is the group's id
         try:
             async with trio.open_nursery() as nursery:

@@ -173,8 +173,11 @@ async def clear_bash_events(raw_id: str | None = None) -> Response:
 @document_request(ExecuteBashRequest)
 @responses(BashEvent, *BODY, 404, 503)
 async def start_bash_command(raw_id: str | None = None) -> Response:
-    """Start a command and answer at once with its `BashCommand`; output follows as events."""
+    """Start a command and answer with its `BashCommand` once its process exists (a fork:
+    milliseconds); output follows as events. A short command has often ended by the
+    client's first look at the events, which spares a polling client a round."""
     scope, running = await _start_from_request(raw_id)
+    await running.spawned.wait()
     logged = scope.log.get(running.id)
     assert logged is not None
     return raw_json(logged.json)
