@@ -78,13 +78,20 @@ async def test_a_timeout_kills_the_whole_process_tree(server: LiveServer) -> Non
     result = await call(workspace.execute_command, f"{marker} & {marker}; echo never", timeout=1)
     assert result.exit_code == -1
     assert "never" not in result.stdout
+    # The client gives up after its own 1 s, as the server kills at its 1 s: wait for the
+    # server's last event, which says why, and is published once the tree is gone.
+    with trio.fail_after(20):
+        while True:
+            page = await server.client.get(
+                "/api/bash/bash_events/search",
+                params={"kind__eq": "BashOutput", "sort_order": "TIMESTAMP_DESC"},
+            )
+            last = page.json()["items"][:1]
+            if last and last[0]["exit_code"] is not None:
+                break
+            await trio.sleep(0.05)  # polling the server, not waiting for one of our tasks
+    assert "timed out after 1 seconds" in last[0]["stderr"]
     assert processes_matching(marker) == []
-    # The server says why in the command's last event.
-    page = await server.client.get(
-        "/api/bash/bash_events/search",
-        params={"kind__eq": "BashOutput", "sort_order": "TIMESTAMP_DESC"},
-    )
-    assert "timed out after 1 seconds" in page.json()["items"][0]["stderr"]
 
 
 async def test_output_streams_while_a_command_runs_and_stop_ends_it(server: LiveServer) -> None:

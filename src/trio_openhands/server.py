@@ -20,7 +20,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from trio_openhands.stores.file_store import lock_conversations_dir
+from trio_openhands.stores.file_store import release_reservation, reserve_conversations_dir
 from trio_openhands.web.early import EarlyApp
 
 if TYPE_CHECKING:
@@ -98,8 +98,19 @@ async def serve(
     """Serve until a signal (or `shutdown_trigger`, for tests), then shut down cleanly.
     Raises DirectoryInUse before binding when another server has the conversations
     directory, and the full app's error if it fails to start."""
-    # Checked here, before binding, for a clear error; the supervisor takes the lock for real.
-    await trio.to_thread.run_sync(_check_directory_is_free, settings)
+    # Taken before binding, for a clear error; the supervisor takes it over when it starts.
+    await trio.to_thread.run_sync(reserve_conversations_dir, settings.conversations_dir)
+    try:
+        await _serve(settings, shutdown_trigger, task_status)
+    finally:
+        release_reservation(settings.conversations_dir)
+
+
+async def _serve(
+    settings: Settings,
+    shutdown_trigger: trio.Event | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
     app = EarlyApp(settings)
     config = hypercorn_config(settings)
 
@@ -126,7 +137,3 @@ async def serve(
     if app.error is not None:
         raise app.error
     log.info("stopped")
-
-
-def _check_directory_is_free(settings: Settings) -> None:
-    lock_conversations_dir(settings.conversations_dir).close()

@@ -32,23 +32,55 @@ class DirectoryInUse(RuntimeError):
     """Another server process already serves this conversations directory."""
 
 
+# Locks taken before the server binds (`reserve_conversations_dir`), waiting for the
+# supervisor, which starts later in the background (web/early.py), to take them over.
+_reserved: dict[str, IO[str]] = {}
+
+
+def reserve_conversations_dir(conversations_dir: Path) -> None:
+    """Blocking: take the directory's lock now, for the supervisor to take over when it
+    starts (`lock_conversations_dir` hands it over), so that a second server refuses to
+    start before it binds, however soon after the first it starts."""
+    key = str(conversations_dir.resolve())
+    if key in _reserved:  # another server of this process got there first
+        raise _in_use(conversations_dir)
+    _reserved[key] = _take_lock(conversations_dir)
+
+
+def release_reservation(conversations_dir: Path) -> None:
+    """Release a reserved lock no supervisor took over (the app failed to start)."""
+    lock = _reserved.pop(str(conversations_dir.resolve()), None)
+    if lock is not None:
+        lock.close()
+
+
 def lock_conversations_dir(conversations_dir: Path) -> IO[str]:
     """Blocking: an exclusive lock held for the server's lifetime (close the file to release).
 
     Two servers over one directory would each run their own supervisor and corrupt each
     other's conversations; the second one refuses to start instead. The kernel drops the
-    lock when the process dies, so a crash never leaves a stale lock behind.
+    lock when the process dies, so a crash never leaves a stale lock behind. A lock this
+    process reserved for the directory is handed over instead of taken again.
     """
+    reserved = _reserved.pop(str(conversations_dir.resolve()), None)
+    return reserved if reserved is not None else _take_lock(conversations_dir)
+
+
+def _in_use(conversations_dir: Path) -> DirectoryInUse:
+    return DirectoryInUse(
+        f"{conversations_dir} is in use by another server process: give each server "
+        "its own conversations directory"
+    )
+
+
+def _take_lock(conversations_dir: Path) -> IO[str]:
     conversations_dir.mkdir(parents=True, exist_ok=True)
     lock_file = open(conversations_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock_file.close()
-        raise DirectoryInUse(
-            f"{conversations_dir} is in use by another server process: give each server "
-            "its own conversations directory"
-        ) from None
+        raise _in_use(conversations_dir) from None
     lock_file.truncate(0)
     lock_file.write(f"{os.getpid()}\n")
     lock_file.flush()
