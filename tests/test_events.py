@@ -8,7 +8,6 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -20,8 +19,6 @@ from tests.conftest import (
     wait_for_event,
     wait_status,
 )
-from trio_openhands.core.asyncio_host import AsyncioHost
-from trio_openhands.core.conversation import Conversation
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -84,6 +81,11 @@ def is_status(frame: dict[str, Any], *statuses: str) -> bool:
     )
 
 
+def kinds_of(events: list[dict[str, Any]]) -> list[str]:
+    """The kinds of the events, state updates left out."""
+    return [e["kind"] for e in events if e["kind"] != "ConversationStateUpdateEvent"]
+
+
 def message_text(event: dict[str, Any]) -> str:
     return " ".join(part.get("text", "") for part in event["llm_message"]["content"])
 
@@ -126,7 +128,7 @@ async def test_message_with_run_is_processed_to_finished(
     conversation_id = await create(server, fake_llm)
     await send(server, conversation_id, f"note only {tag}", run=False)
     events = await all_events(server, conversation_id)
-    assert [e["kind"] for e in events][-1] == "MessageEvent"
+    assert kinds_of(events)[-1] == "MessageEvent"
     assert fake_llm.requests == []  # run=false: logged, not processed
     assert (await server.client.get(f"/conversations/{conversation_id}")).json()["status"] == "idle"
 
@@ -142,7 +144,7 @@ async def test_message_with_run_is_processed_to_finished(
         message_text(e) for e in events if e["kind"] == "MessageEvent" and e["source"] == "user"
     ]
     assert user_texts == [f"note only {tag}", f"please do it {tag}"]
-    assert message_text(events[-1]) == "Processed it."
+    assert message_text(events[-2]) == "Processed it."  # then the settled status
     request = await llm_request(fake_llm, script="run-msg", step=0)
     assert "please do it" in json.dumps(request.messages)
 
@@ -218,8 +220,7 @@ async def test_search_filters_and_sort_order(server: LiveServer, fake_llm: FakeL
 
     conversation_id = await finished_conversation(server, fake_llm, "filters")
     everything = await all_events(server, conversation_id)
-    kinds = [e["kind"] for e in everything]
-    assert kinds == [
+    assert kinds_of(everything) == [
         "SystemPromptEvent",
         "MessageEvent",
         "ActionEvent",
@@ -229,6 +230,14 @@ async def test_search_filters_and_sort_order(server: LiveServer, fake_llm: FakeL
 
     def ids(events: list[dict[str, Any]]) -> list[str]:
         return [e["id"] for e in events]
+
+    # State updates are logged events, which `kind` finds (or leaves out).
+    updates = [e for e in everything if e["kind"] == "ConversationStateUpdateEvent"]
+    found = await all_events(server, conversation_id, kind="ConversationStateUpdateEvent")
+    assert ids(found) == ids(updates)
+    statuses = [e["value"] for e in updates if e["key"] == "execution_status"]
+    assert statuses == ["running", "finished"]
+    assert everything[-1] == updates[-1]  # the settled status, after the run's last event
 
     messages = [e for e in everything if e["kind"] == "MessageEvent"]
     assert ids(await all_events(server, conversation_id, kind="MessageEvent")) == ids(messages)
@@ -439,27 +448,12 @@ async def test_confirmation_accept_executes_and_the_run_continues(
     assert (await server.client.post(respond, json={"accept": True})).status_code == 409
 
 
-async def test_accept_right_on_the_sdks_waiting_frame_is_not_a_409(
-    server: LiveServer, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+async def test_accept_right_on_the_waiting_frame_is_not_a_409(
+    server: LiveServer, fake_llm: FakeLLM
 ) -> None:
-    """The SDK's `waiting_for_confirmation` frame can reach a client while the run task is
-    still winding down (the status then reads `running`). An answer sent right then waits
-    for the run to end instead of failing. The window is held open here: each run's end is
-    held until the test releases it."""
-    release, answer_waits = trio.Event(), trio.Event()
-    original_run, original_wait = AsyncioHost.run, Conversation.wait_run_finished
-
-    async def held_run(self: AsyncioHost, function: Any) -> Any:
-        result = await original_run(self, function)
-        await release.wait()
-        return result
-
-    async def observed_wait(self: Conversation) -> None:
-        answer_waits.set()
-        await original_wait(self)
-
-    monkeypatch.setattr(AsyncioHost, "run", held_run)
-    monkeypatch.setattr(Conversation, "wait_run_finished", observed_wait)
+    """The SDK says `waiting_for_confirmation` while its run task is still winding down;
+    the log holds that status back until the run has ended, so a client that acts on the
+    frame at once finds REST saying the same, and its answer is taken."""
     tag = fake_llm.script(
         "early", [tool_call("terminal", {"command": "touch early.txt"}), text("early done")]
     )
@@ -471,19 +465,8 @@ async def test_accept_right_on_the_sdks_waiting_frame_is_not_a_409(
     async with open_websocket_url(url) as socket:
         await send(server, conversation_id, f"go {tag}")
         await read_until(socket, lambda f: is_status(f, "waiting_for_confirmation"))
-        info = (await server.client.get(f"/conversations/{conversation_id}")).json()
-        assert info["status"] == "running"  # the run task has not ended yet
-        responses: list[Any] = []
-
-        async def accept() -> None:
-            responses.append(await server.client.post(respond, json={"accept": True}))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(accept)
-            with trio.fail_after(30):
-                await answer_waits.wait()
-            release.set()
-        assert responses[0].status_code == 200, responses[0].text
+        accepted = await server.client.post(respond, json={"accept": True})
+        assert accepted.status_code == 200, accepted.text
         await read_until(socket, agent_says("early done"))
     await wait_status(server, conversation_id, "finished")
     assert (server.settings.workspace_dir / "early.txt").exists()
@@ -558,7 +541,9 @@ async def test_events_survive_a_restart(tmp_path: Path, fake_llm: FakeLLM) -> No
             await wait_status(second, conversation_id, "finished")
             extended = await all_events(second, conversation_id)
             assert extended[: len(before)] == before
-            assert message_text(extended[-1]) == "after restart"
+            # The settled status after the last message; persisted, so a restart keeps it.
+            assert (extended[-1]["key"], extended[-1]["value"]) == ("execution_status", "finished")
+            assert message_text(extended[-2]) == "after restart"
         finally:
             second.stop.set()
             await second.client.aclose()

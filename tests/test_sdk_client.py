@@ -28,6 +28,7 @@ from openhands.sdk.event import (
     InterruptEvent,
     MessageEvent,
     ObservationEvent,
+    PauseEvent,
     UserRejectObservation,
 )
 from openhands.sdk.security.confirmation_policy import AlwaysConfirm
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from openhands.sdk.event import Event
 
 KEY = "sdk-session-key"
+STOPS = (PauseEvent, InterruptEvent)
+STOP_KINDS = ("PauseEvent", "InterruptEvent")
 CALL_TIMEOUT = 30  # seconds; the client's own timeouts are up to an hour
 FULL_STATE = "full_state"
 Status = ConversationExecutionStatus
@@ -216,8 +219,17 @@ async def sdk(
 
 
 def persisted(events: Sequence[Event]) -> list[Event]:
-    """The events of the conversation's log (state updates are socket-only frames)."""
+    """The events of the conversation's log, state updates left out."""
     return [e for e in events if not isinstance(e, ConversationStateUpdateEvent)]
+
+
+def logged(events: Sequence[Event]) -> list[Event]:
+    """The events of the conversation's log: all but the sockets' `full_state` snapshots."""
+    return [
+        e
+        for e in events
+        if not (isinstance(e, ConversationStateUpdateEvent) and e.key == FULL_STATE)
+    ]
 
 
 def agent_texts(events: Sequence[Event]) -> list[str]:
@@ -347,7 +359,12 @@ async def test_pause_and_interrupt_abort_a_held_llm_call(sdk: SdkSession) -> Non
         assert conversation.state.execution_status == Status.PAUSED
         assert await rest_status(sdk, client) == "paused"
     assert agent_texts(conversation.state.events) == []
-    assert sum(isinstance(e, InterruptEvent) for e in conversation.state.events) == 2
+    # The pause is a PauseEvent, then the aborted step's InterruptEvent; the interrupt is
+    # only the latter. The server's log says the same as the client saw.
+    stops = [type(e).__name__ for e in conversation.state.events if isinstance(e, STOPS)]
+    assert stops == ["PauseEvent", "InterruptEvent", "InterruptEvent"]
+    events = (await sdk.server.client.get(f"/api/conversations/{client.id}/events/search")).json()
+    assert [e["kind"] for e in events["items"] if e["kind"] in STOP_KINDS] == stops
 
     sdk.fake_llm.script("held", [text("done now")])
     await call(conversation.run)
@@ -388,6 +405,72 @@ async def test_second_client_sees_the_same_events_in_the_same_order(sdk: SdkSess
     assert [e.id for e in persisted(b.conversation.state.events)] == server_ids
     assert server_ids[: len(ids)] == ids
     assert agent_texts(b.conversation.state.events) == ["first answer"]
+
+
+@pytest.mark.parametrize("sdk", [None], ids=["open"], indirect=True)
+async def test_reattached_clients_get_exactly_the_live_clients_events(sdk: SdkSession) -> None:
+    """State updates are logged events: a client attached later, by id or with `attach`,
+    reads over REST exactly the events the live client got, in the same order."""
+    first = sdk.fake_llm.script(
+        "reattach-one", [tool_call("terminal", {"command": "echo one"}), finish("one done")]
+    )
+    second = sdk.fake_llm.script("reattach-two", [text("two done")])
+    live = await sdk.open("terminal")
+    conversation = live.conversation
+    await call(conversation.send_message, f"one {first}")
+    await call(conversation.run)
+    await call(conversation.set_confirmation_policy, AlwaysConfirm())
+    await call(conversation.send_message, f"two {second}")
+    await call(conversation.run)
+    # A last logged event, then compare up to it (an auto-title may still come later).
+    sentinel, after = {"sentinel": "reattach"}, {"sentinel": "after"}
+    for tags in (sentinel, after):
+        patched = await sdk.server.client.patch(
+            f"/api/conversations/{live.id}", json={"tags": tags}
+        )
+        assert patched.is_success
+
+    def upto_sentinel(events: Sequence[Event]) -> list[str]:
+        ids = [e.id for e in logged(events)]
+        ends = [
+            i
+            for i, e in enumerate(logged(events))
+            if isinstance(e, ConversationStateUpdateEvent) and e.value == sentinel
+        ]
+        return ids[: ends[0] + 1] if ends else []
+
+    # The client's callbacks (ours first, then its own event list's) handled the sentinel
+    # once ours see the update after it.
+    await live.frames.wait_for(
+        lambda events: any(
+            isinstance(e, ConversationStateUpdateEvent) and e.value == after for e in events
+        )
+    )
+    seen = upto_sentinel(conversation.state.events)
+    over_socket = upto_sentinel(live.frames.events)  # the rest came from the first REST sync
+    assert over_socket
+    assert over_socket == seen[len(seen) - len(over_socket) :]
+    updates = [e for e in logged(conversation.state.events) if e.id in seen]
+    statuses = [
+        e.value
+        for e in updates
+        if isinstance(e, ConversationStateUpdateEvent) and e.key == "execution_status"
+    ]
+    # (a message to a finished conversation makes it idle, as the SDK does)
+    assert statuses == ["running", "finished", "idle", "running", "finished"]
+    assert any(
+        isinstance(e, ConversationStateUpdateEvent) and e.key == "confirmation_policy"
+        for e in updates
+    )
+
+    by_id = await sdk.open(conversation_id=conversation.id)
+    assert upto_sentinel(by_id.conversation.state.events) == seen
+    workspace, frames = sdk.workspace(), Frames(trio.lowlevel.current_trio_token())
+    attached = await call(
+        RemoteConversation.attach, workspace, conversation.id, callbacks=[frames], visualizer=None
+    )
+    sdk.clients.append(Client(attached, workspace, frames))
+    assert upto_sentinel(attached.state.events) == seen
 
 
 async def test_close_with_delete_then_attach_is_404(sdk: SdkSession) -> None:

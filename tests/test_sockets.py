@@ -158,8 +158,13 @@ class RawSocket:
 
 
 def logged(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The frames that are log events (not status snapshots or error frames)."""
-    return [f for f in frames if "kind" in f and f["kind"] != "ConversationStateUpdateEvent"]
+    """The frames that are log events (state updates too), not error frames."""
+    return [f for f in frames if "kind" in f]
+
+
+def kinds(events: list[dict[str, Any]]) -> list[str]:
+    """The kinds of the events, state updates left out."""
+    return [e["kind"] for e in events if e["kind"] != "ConversationStateUpdateEvent"]
 
 
 def socket_path(conversation_id: str, query: str = "") -> str:
@@ -177,16 +182,16 @@ async def test_live_stream_of_a_whole_run(server: LiveServer, fake_llm: FakeLLM)
     # Every logged event, once, in log order, as the same JSON REST serves; the finished
     # status came after the last of them.
     assert logged(frames) == events
-    assert [e["kind"] for e in events] == [
+    assert kinds(events) == [
         "SystemPromptEvent",
         "MessageEvent",
         "ActionEvent",
         "ObservationEvent",
         "MessageEvent",
     ]
+    # One status when the run starts, one when it has ended, both logged.
     statuses = [f["value"] for f in frames if is_status(f, "running", "finished")]
-    assert statuses[0] == "running"
-    assert statuses[-1] == "finished"
+    assert statuses == ["running", "finished"]
 
 
 async def test_replay_meets_live_without_gap_or_duplicate(
@@ -200,7 +205,7 @@ async def test_replay_meets_live_without_gap_or_duplicate(
     await send(server, conversation_id, BIG_TEXT, run=False)
     await send(server, conversation_id, "small after", run=False)
     history = await all_events(server, conversation_id)
-    assert [e["kind"] for e in history] == ["SystemPromptEvent", *["MessageEvent"] * 3]
+    assert kinds(history) == ["SystemPromptEvent", *["MessageEvent"] * 3]
 
     resend_all = await RawSocket.open(server, socket_path(conversation_id, "resend_all=true"))
     after_first = await RawSocket.open(
@@ -229,7 +234,9 @@ async def test_replay_meets_live_without_gap_or_duplicate(
         await send(server, conversation_id, f"run now {tag}")
         await wait_status(server, conversation_id, "finished")
         events = await all_events(server, conversation_id)
-        assert len(events) == len(history) + 6  # message, 2 x (action, observation), reply
+        # message (and its last_user_message_id update), 2 x (action, observation), reply;
+        # the run's status as it starts and ends
+        assert len(events) == len(history) + 9
 
         def done(frame: dict[str, Any]) -> bool:
             return is_status(frame, "finished")
@@ -289,7 +296,7 @@ async def test_a_subscriber_that_stops_reading_is_closed_with_1013(
         async with open_websocket_url(live.ws_url(resume)) as again:
             await send(live, conversation_id, "sentinel", run=False)
             resumed: list[dict[str, Any]] = []
-            await read_until(
+            sentinel = await read_until(
                 again,
                 lambda f: (
                     f.get("kind") == "MessageEvent"
@@ -298,6 +305,8 @@ async def test_a_subscriber_that_stops_reading_is_closed_with_1013(
                 ),
                 resumed,
             )
+            # The SDK's update of `last_user_message_id` follows the message.
+            await read_until(again, lambda f: f.get("value") == sentinel["id"], resumed)
         everything = await all_events(live, conversation_id)
         assert got + logged(resumed) == everything
     finally:

@@ -64,19 +64,45 @@ class AsyncioHost:
             self._loop, self._thread = loop, thread
         return self._loop
 
-    async def run[T](self, coroutine_function: Callable[[], Awaitable[T]]) -> T:
+    async def run[T](
+        self,
+        coroutine_function: Callable[[], Awaitable[T]],
+        *,
+        before_cancel: Callable[[], None] | None = None,
+    ) -> T:
         """Run `coroutine_function()` on the loop; Trio cancellation cancels its task.
 
-        On cancellation this waits (shielded, at most CANCEL_GRACE_SECONDS) for the task to
-        finish its own clean-up, so that the caller sees the SDK's final status.
+        On cancellation, `before_cancel()` runs on the loop's thread right before the task
+        is cancelled, in the same loop callback, so no code of the task runs in between
+        (a pause records its `PauseEvent` there). Then this waits (shielded, at most
+        CANCEL_GRACE_SECONDS) for the task to finish its own clean-up, so that the caller
+        sees the SDK's final status.
         """
         loop = self._ensure_loop()
         token = trio.lowlevel.current_trio_token()
         finished = trio.Event()
         result: list[outcome.Outcome[T]] = []
+        tasks: list[asyncio.Task[None]] = []
+        cancel_requested: list[bool] = []
+
+        def cancel_on_loop() -> None:
+            if before_cancel is not None:
+                try:
+                    before_cancel()
+                except Exception:
+                    log.exception("%s: before_cancel failed", self._name)
+            cancel_requested.append(True)
+            if tasks:
+                tasks[0].cancel()
+            # else: not started yet, and it will see `cancel_requested` when it starts (a
+            # task cancelled before its first step would never run its `finally`).
 
         async def hosted() -> None:
             try:
+                if cancel_requested:
+                    raise asyncio.CancelledError
+                if (task := asyncio.current_task()) is not None:
+                    tasks.append(task)
                 result.append(outcome.Value(await coroutine_function()))
             except BaseException as error:  # includes CancelledError: carried back to Trio
                 result.append(outcome.Error(error))
@@ -84,11 +110,11 @@ class AsyncioHost:
                 with contextlib.suppress(trio.RunFinishedError):
                     token.run_sync_soon(finished.set)
 
-        future = asyncio.run_coroutine_threadsafe(hosted(), loop)
+        asyncio.run_coroutine_threadsafe(hosted(), loop)
         try:
             await finished.wait()
         except trio.Cancelled:
-            future.cancel()  # asyncio cancels the task on its own loop thread
+            loop.call_soon_threadsafe(cancel_on_loop)
             with trio.move_on_after(CANCEL_GRACE_SECONDS, shield=True) as grace_scope:
                 await finished.wait()
             if grace_scope.cancelled_caught:

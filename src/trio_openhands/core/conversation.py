@@ -5,8 +5,9 @@
         └── run task: run scope (pause cancels it)
             └── waits for a run slot, then AsyncioHost.run(sdk.arun) (the supervisor's loop)
 
-Pause cancels the run scope: the SDK's asyncio task is cancelled mid-LLM-call, the SDK
-records an InterruptEvent and `paused`. Resume starts a new run task. Delete cancels the
+Pause records the SDK's `PauseEvent`, then cancels the run scope: the SDK's asyncio task
+is cancelled mid-LLM-call and the SDK records an InterruptEvent (interrupt does only the
+latter). Resume starts a new run task. Delete cancels the
 conversation scope; the supervisor then closes the SDK (terminals and other tool
 processes), closes the sockets and removes the files.
 """
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands.core import sdk_bridge
-from trio_openhands.core.event_log import EventLog, Transient
+from trio_openhands.core.event_log import EventLog
 
 if TYPE_CHECKING:
     from openhands.sdk import LocalConversation, Message
@@ -110,6 +111,14 @@ class Conversation:
         self._run_finished = trio.Event()
         self._run_finished.set()
         self._run_wanted = False
+        self._pausing = False  # a pause (not an interrupt) is cancelling the run
+        # The log's execution_status, kept as REST shows it (see keep_state_update). Both
+        # are read and written under the SDK's state lock, on whichever thread holds it.
+        self._status_held = False
+        self._logged_status: str | None = None
+        # What REST shows of the run task: "none", "starting" (until its `running` update
+        # is logged), "running", "settled" (its settled status logged, the task ending).
+        self._run_phase = "none"
         self.waiting_for_slot = False
         # Called on the Trio thread when a run task ends, after its settled status is
         # published (the /api sockets send a full_state snapshot then). Must not raise.
@@ -122,17 +131,19 @@ class Conversation:
 
     @property
     def running(self) -> bool:
-        return self._run_scope is not None
+        """Whether a run is in progress (waiting for a slot included) and has not settled."""
+        return self._run_phase in ("starting", "running")
 
     @property
     def status(self) -> str:
-        """The status a client may rely on: while a run task is in progress it is `running`;
-        once the task has ended, every event of the run is in the log (the SDK's callbacks
-        were queued before the run's end), so a client that reads `error` finds the error
-        event, and one that reads `paused` finds the interrupt."""
+        """The status a client may rely on: `running` from the moment a run is asked for
+        (unless it waits for a slot; its `running` update follows at once), and once the
+        run has ended, its settled status (the SDK's), at the instant it enters the log,
+        after every event of the run: a client that reads `error` finds the error event,
+        one that reads `paused` finds the pause, one woken by a status frame reads it."""
         if self.sdk is None:
             return self.record.status
-        if self._run_scope is not None and not self.waiting_for_slot:
+        if self.running and not self.waiting_for_slot:
             return "running"
         return sdk_bridge.status_of(self.sdk)
 
@@ -144,7 +155,7 @@ class Conversation:
         """Return once no run, socket or request has used the conversation for `idle_seconds`."""
         while True:
             await trio.sleep_until(self.last_used + idle_seconds)
-            if self.running or self.log.statistics()["subscribers"]:
+            if self._run_scope is not None or self.log.statistics()["subscribers"]:
                 self.touch()
             elif trio.current_time() >= self.last_used + idle_seconds:
                 return
@@ -160,24 +171,38 @@ class Conversation:
         except Exception:  # a raising callback would end the SDK's run in error
             log.exception("conversation %s: could not hand over an event", self.id)
 
-    def on_sdk_state_change(self, event: Event) -> None:
-        try:
-            text = sdk_bridge.serialize_event(event)
-            self._token.run_sync_soon(self.log.publish, Transient(text))
-        except trio.RunFinishedError:
-            pass
-        except Exception:
-            log.exception("conversation %s: could not hand over a state update", self.id)
+    def keep_state_update(self, event: Event) -> bool:
+        """Whether a state change enters the log (on an SDK thread, its lock held).
+
+        The log's `execution_status` updates follow the status REST shows: `running` is
+        logged when a run starts, and the SDK's other statuses are held back during the
+        run, whose settled status is logged once it has ended, after its last event
+        (REST says `running` until then). So a client that sees a status frame reads the
+        same status over REST, and one waiting for a run's end is woken when it ends."""
+        status = sdk_bridge.logged_status_of(event)
+        if status is None:
+            return True
+        if (self._status_held and status != "running") or status == self._logged_status:
+            return False
+        self._logged_status = status
+        return True
 
     def _append(self, event: Event, text: str) -> None:
         self.log.append(event, text)
         self.record.updated_at = utc_now()
+        # The status REST shows changes with the log's, at the same instant.
+        if (status := sdk_bridge.logged_status_of(event)) is not None:
+            if self._run_phase == "starting" and status == "running":
+                self._run_phase = "running"
+            elif self._run_phase == "running" and status != "running":
+                self._run_phase = "settled"
 
     def adopt(self, sdk: LocalConversation) -> None:
         """Take a freshly opened SDK conversation and rebuild the log from its events."""
         self.sdk = sdk
         for event in list(sdk.state.events):
             self.log.append(event, sdk_bridge.serialize_event(event))
+            self._logged_status = sdk_bridge.logged_status_of(event) or self._logged_status
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -187,6 +212,7 @@ class Conversation:
         self._run_wanted = True
         if self._run_scope is None and self.nursery is not None and not self.deleted:
             self._run_scope = trio.CancelScope()
+            self._run_phase = "starting"
             self._run_finished = trio.Event()
             # Not in the caller's context: a request's (and its body) would stay referenced
             # from the run, and from the SDK's asyncio tasks it starts, long after.
@@ -195,17 +221,21 @@ class Conversation:
     async def _run(self, run_scope: trio.CancelScope) -> None:
         assert self.sdk is not None
         sdk = self.sdk
+        run_finished = self._run_finished
         try:
             with run_scope:
                 self.waiting_for_slot = True
                 async with self._run_limiter:
                     self.waiting_for_slot = False
+                    await self._log_state_update("execution_status", "running")
+                    self._run_phase = "running"  # also when the log said so already
+                    self._status_held = True
                     await self._save(self)
                     while self._run_wanted:
                         self._run_wanted = False
                         log.info("conversation %s: run started", self.id)
                         try:
-                            await self._host.run(sdk.arun)
+                            await self._host.run(sdk.arun, before_cancel=self._pause_on_loop)
                         except Exception as error:  # the SDK logged an error event already
                             log.warning("conversation %s: run failed: %s", self.id, error)
                             break
@@ -216,18 +246,46 @@ class Conversation:
                 log.info("conversation %s: run cancelled, %s", self.id, sdk_bridge.status_of(sdk))
         finally:
             self.waiting_for_slot = False
-            self._run_scope = None
             self._run_wanted = False
-            # The run's events are all in the log now: tell subscribers the settled status.
-            self.log.publish(Transient(sdk_bridge.status_update_json(self.status)))
-            for listener in list(self.run_end_listeners):
-                listener()
+            self._pausing = False
+            self._status_held = False
             with trio.CancelScope(shield=True):
+                # The run's events are all in the log now: its settled status follows them.
+                if not self.deleted:
+                    await self._log_state_update("execution_status", sdk_bridge.status_of(sdk))
+                self._run_phase = "none"
+                self._run_scope = None
+                if self._run_wanted:  # asked for once settled: a message must not strand
+                    self.request_run()
+                for listener in list(self.run_end_listeners):
+                    listener()
                 await self._save(self)
-            self._run_finished.set()
+            run_finished.set()
+
+    async def _log_state_update(self, key: str, value: Any) -> None:
+        try:
+            await self.log_state_update(key, value)
+        except Exception:  # the run goes on (or ends) all the same
+            log.exception("conversation %s: could not log its %s", self.id, key)
+
+    def _pause_on_loop(self) -> None:
+        """Called on the asyncio loop's thread right before the run's task is cancelled:
+        for a pause, the SDK's `pause()` (status `paused` and a `PauseEvent`). The run holds
+        the state lock on that thread across a step, and the lock is re-entrant per thread,
+        so this never waits for the step; the step is cancelled right after."""
+        if self._pausing and self.sdk is not None:
+            self.sdk.pause()
 
     async def pause(self) -> None:
-        """Stop the agent now; a no-op unless it is running or idle."""
+        """Stop the agent now, as the SDK's `pause()` would between steps: a `PauseEvent`
+        (a no-op unless running or idle), then the step in flight aborted (its
+        `InterruptEvent`). `paused` when this returns."""
+        self._pausing = self._run_scope is not None
+        await self.interrupt()
+
+    async def interrupt(self) -> None:
+        """Abort the step in flight (the SDK records an `InterruptEvent` and `paused`); with
+        no run in progress, a pause, as the SDK's `interrupt()` falls back to."""
         assert self.sdk is not None
         if self._run_scope is not None:
             self._run_scope.cancel()
@@ -236,6 +294,13 @@ class Conversation:
             # Not running, or cancelled while waiting for a slot: the SDK records the pause.
             await trio.to_thread.run_sync(self.sdk.pause)
             await self._save(self)  # an ended run task has saved the record itself
+
+    async def log_state_update(self, key: str, value: Any) -> None:
+        """A change made outside the SDK (title, tags), logged as the SDK logs its own."""
+        assert self.sdk is not None
+        await trio.to_thread.run_sync(
+            sdk_bridge.blocking_log_state_update, self.sdk, self.keep_state_update, key, value
+        )
 
     def resume(self) -> None:
         if self._run_scope is None and self.status not in _NOTHING_TO_RESUME:

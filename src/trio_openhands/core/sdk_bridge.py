@@ -7,6 +7,7 @@ thread (they take the SDK's state lock or touch the disk).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -91,10 +92,15 @@ def blocking_open_conversation(
     max_iterations: int,
     cipher: Any,
     on_event: Callable[[Event], None],
-    on_state_change: Callable[[Event], None],
+    keep_state_update: Callable[[Event], bool],
     confirmation_mode: bool | None,
 ) -> LocalConversation:
-    """Create a conversation, or restore it from disk when `agent` is None."""
+    """Create a conversation, or restore it from disk when `agent` is None.
+
+    State changes (`ConversationStateUpdateEvent`s) that `keep_state_update` keeps go
+    through the SDK's own event chain, as the reference server wires them: persisted with
+    the other events, then handed to `on_event`, so a client that re-reads the log sees
+    what a live subscriber saw."""
     from openhands.sdk import LocalConversation
     from openhands.sdk.security.confirmation_policy import AlwaysConfirm
 
@@ -109,10 +115,39 @@ def blocking_open_conversation(
         cipher=cipher,
         delete_on_close=False,
     )
-    conversation.state.set_on_state_change(on_state_change)
+    conversation.state.set_on_state_change(
+        partial(_log_state_change, conversation, keep_state_update)
+    )
     if confirmation_mode:
         conversation.set_confirmation_policy(AlwaysConfirm())
     return conversation
+
+
+def _log_state_change(
+    conversation: LocalConversation, keep: Callable[[Event], bool], event: Event
+) -> None:
+    if keep(event):
+        # Looked up at each call: the SDK replaces `_on_event` when it sets up hooks.
+        conversation._on_event(event)  # pyright: ignore[reportPrivateUsage]
+
+
+def blocking_log_state_update(
+    conversation: LocalConversation, keep: Callable[[Event], bool], key: str, value: Any
+) -> None:
+    """Record a state the server settled (a run's status) or changed outside the SDK (a
+    title, tags) as the SDK records its own: a `ConversationStateUpdateEvent`, persisted."""
+    from openhands.sdk.event import ConversationStateUpdateEvent
+
+    with conversation.state:
+        _log_state_change(conversation, keep, ConversationStateUpdateEvent(key=key, value=value))
+
+
+def logged_status_of(event: Event) -> str | None:
+    """The status an `execution_status` update carries; None for any other event."""
+    if getattr(event, "key", None) != "execution_status":
+        return None
+    value = getattr(event, "value", None)
+    return str(getattr(value, "value", value))
 
 
 def to_message(content: list[ContentPart]) -> Message:
@@ -130,13 +165,6 @@ def to_message(content: list[ContentPart]) -> Message:
 def serialize_event(event: Event) -> str:
     """The one serialization of an event, shared by REST pages and socket frames."""
     return event.model_dump_json()
-
-
-def status_update_json(status: str) -> str:
-    """A socket frame telling subscribers the status a client may now rely on."""
-    from openhands.sdk.event import ConversationStateUpdateEvent
-
-    return ConversationStateUpdateEvent(key="execution_status", value=status).model_dump_json()
 
 
 def status_of(conversation: LocalConversation) -> str:

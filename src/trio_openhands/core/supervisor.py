@@ -247,7 +247,7 @@ class Supervisor:
                 max_iterations=int(record.request.get("max_iterations", 500)),
                 cipher=cipher,
                 on_event=conversation.on_sdk_event,
-                on_state_change=conversation.on_sdk_state_change,
+                keep_state_update=conversation.keep_state_update,
                 confirmation_mode=confirmation_mode,
             )
         )

@@ -2,7 +2,8 @@
 
 What differs from the reference on purpose (see docs/compatibility.md): the status is
 live (a pause shows at once), `pause` takes effect at once like `interrupt`, an unknown
-`page_id` is a 400, `initial_message.run` is honoured, and a PATCH is pushed to sockets.
+`page_id` is a 400, `initial_message.run` is honoured, and a PATCH is logged as state
+updates.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from quart_schema import document_querystring, document_request
 from trio_openhands.core import autotitle, sdk_bridge
 from trio_openhands.core.conversation import utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound, ValidationFailed
-from trio_openhands.core.event_log import Transient
 from trio_openhands.core.working_dirs import resolve_working_dir
 from trio_openhands.services import worktrees
 from trio_openhands.services.errors import ServiceError
@@ -37,7 +37,7 @@ from trio_openhands.web.api.models import (
     UpdateSecretsRequest,
 )
 from trio_openhands.web.api.settings import load_profile_llm
-from trio_openhands.web.api.state import conversation_info, state_update_frame
+from trio_openhands.web.api.state import conversation_info
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import (
     BODY,
@@ -393,7 +393,7 @@ async def _change_record(
     if live is not None:
         await supervisor().save(live)
         for key, value in changes.items():
-            live.log.publish(Transient(state_update_frame(key, value)))
+            await live.log_state_update(key, value)
     else:
         settings = app().settings
         await file_store.write_meta(settings.conversations_dir, record.id.hex, record.to_json())
@@ -433,8 +433,9 @@ async def run_conversation(raw_id: str) -> Response:
 @blueprint.post("/api/conversations/<raw_id>/pause")
 @responses(ApiSuccessStatus, *LOADS)
 async def pause_conversation(raw_id: str) -> Response:
-    """Stops the agent at once (an LLM call in flight is aborted); the answer carries
-    the status after the pause, and so does every read from then on."""
+    """Stops the agent at once: a `PauseEvent`, then the LLM call in flight aborted (an
+    `InterruptEvent`); the answer carries the status after the pause, and so does every
+    read from then on."""
     conversation = await loaded(raw_id)
     await conversation.pause()
     return success(conversation)
@@ -443,8 +444,10 @@ async def pause_conversation(raw_id: str) -> Response:
 @blueprint.post("/api/conversations/<raw_id>/interrupt")
 @responses(ApiSuccessStatus, *LOADS)
 async def interrupt_conversation(raw_id: str) -> Response:
-    """The same as pause here: both abort the step in flight."""
-    return await pause_conversation(raw_id)
+    """Aborts the step in flight (an `InterruptEvent`), without the pause's `PauseEvent`."""
+    conversation = await loaded(raw_id)
+    await conversation.interrupt()
+    return success(conversation)
 
 
 @blueprint.post("/api/conversations/<raw_id>/secrets")
