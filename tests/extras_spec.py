@@ -125,26 +125,7 @@ async def _skills(call: Call, scratch: Path) -> None:
     await call("post", "/api/skills/sync", 501)
     await call("get", "/api/skills/marketplace", 501)
     source = str(write_skill(scratch / "skill-sources", "spec-skill", "Spec."))
-    await call("post", "/api/skills/install", 200, json={"source": source})
-    await call("post", "/api/skills/install", 409, json={"source": source})
-    await call("post", "/api/skills/install", 400, json={"source": f"{source}-missing"})
-    await call("post", "/api/skills/install", 501, json={"source": "github:o/r"})
-    await call("post", "/api/skills/install", 422, json={})
-    await call("get", "/api/skills/installed", 200)
-    one = "/api/skills/installed/{skill_name}"
-    name, unknown, bad = {"skill_name": "spec-skill"}, {"skill_name": "nope"}, {"skill_name": "B"}
-    await call("get", one, 200, name)
-    await call("get", one, 404, unknown)
-    await call("get", one, 422, bad)
-    await call("patch", one, 200, name, json={"enabled": False})
-    await call("patch", one, 404, unknown, json={"enabled": False})
-    await call("patch", one, 422, name, json={})
-    await call("post", one + "/refresh", 200, name)
-    await call("post", one + "/refresh", 404, unknown)
-    await call("post", one + "/refresh", 422, bad)
-    await call("delete", one, 200, name)
-    await call("delete", one, 404, name)
-    await call("delete", one, 422, bad)
+    await _installed(call, "skill", source)
 
 
 async def _plugins(call: Call, scratch: Path) -> None:
@@ -152,20 +133,24 @@ async def _plugins(call: Call, scratch: Path) -> None:
     await call("post", "/api/plugins", 422, json={"load_user": []})
     await call("post", "/api/plugins/fetch", 501, json={"source": "github:o/r"})
     await call("get", "/api/plugins/marketplace", 501)
-    source = str(write_plugin(scratch / "plugin-sources", "spec-plugin"))
-    await call("post", "/api/plugins/install", 200, json={"source": source})
-    await call("post", "/api/plugins/install", 409, json={"source": source})
-    await call("post", "/api/plugins/install", 400, json={"source": f"{source}-missing"})
-    await call("post", "/api/plugins/install", 501, json={"source": "github:o/r"})
-    await call("post", "/api/plugins/install", 422, json={"source": ""})
-    await call("get", "/api/plugins/installed", 200)
-    one = "/api/plugins/installed/{plugin_name}"
-    name, unknown = {"plugin_name": "spec-plugin"}, {"plugin_name": "nope"}
-    bad = {"plugin_name": "B"}
+    await _installed(call, "plugin", str(write_plugin(scratch / "plugin-sources", "spec-plugin")))
+
+
+async def _installed(call: Call, noun: str, source: str) -> None:
+    """The installed-skills or installed-plugins routes, `source` a local one to install."""
+    prefix, param = f"/api/{noun}s", f"{noun}_name"
+    await call("post", f"{prefix}/install", 200, json={"source": source})
+    await call("post", f"{prefix}/install", 409, json={"source": source})
+    await call("post", f"{prefix}/install", 400, json={"source": f"{source}-missing"})
+    await call("post", f"{prefix}/install", 501, json={"source": "github:o/r"})
+    await call("post", f"{prefix}/install", 422, json={"source": ""})
+    await call("get", f"{prefix}/installed", 200)
+    one = f"{prefix}/installed/{{{param}}}"
+    name, unknown, bad = {param: f"spec-{noun}"}, {param: "nope"}, {param: "B"}
     await call("get", one, 200, name)
     await call("get", one, 404, unknown)
     await call("get", one, 422, bad)
-    await call("patch", one, 200, name, json={"enabled": True})
+    await call("patch", one, 200, name, json={"enabled": False})
     await call("patch", one, 404, unknown, json={"enabled": True})
     await call("patch", one, 422, name, json={"enabled": "perhaps"})
     await call("post", one + "/refresh", 200, name)

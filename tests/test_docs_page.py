@@ -7,26 +7,13 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import pytest
-
-from tests.conftest import LiveServer, start_server, test_settings
+from tests.test_openapi import keyed_server
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-    from pathlib import Path
-
-    import trio
-
-KEY = "docs-key"
+    from tests.conftest import LiveServer
 
 
-@pytest.fixture
-async def keyed_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    live = await start_server(nursery, test_settings(tmp_path, session_api_keys=(KEY,)))
-    try:
-        yield live
-    finally:
-        await live.aclose()
+__all__ = ["keyed_server"]  # the spec test's fixture
 
 
 async def test_docs_page_loads_only_assets_this_server_serves(keyed_server: LiveServer) -> None:

@@ -6,29 +6,18 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-import pytest
-
-from tests.conftest import LiveServer, llm_settings, start_server, test_settings
+from tests.conftest import LiveServer, llm_settings
+from tests.test_openapi import KEY, keyed_server
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
-
-    import trio
 
     from trio_openhands.testing.fake_llm import FakeLLM
 
-KEY = "workspace-key"
 COOKIE = "oh_workspace_session_key"
 
 
-@pytest.fixture
-async def keyed_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    live = await start_server(nursery, test_settings(tmp_path, session_api_keys=(KEY,)))
-    try:
-        yield live
-    finally:
-        await live.aclose()
+__all__ = ["keyed_server"]  # the spec test's fixture
 
 
 async def create(server: LiveServer, fake_llm: FakeLLM, working_dir: Path, key: str) -> str:

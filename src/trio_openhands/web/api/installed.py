@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"  # the SDK's names: lowercase words joined by hyphens
 
 
+class Installed(BaseModel):
+    """An installed skill or plugin, as the reference answers it."""
+
+    name: str
+    version: str
+    description: str
+    enabled: bool
+    source: str
+    resolved_ref: str | None
+    repo_path: str | None
+    installed_at: str
+    install_path: str
+
+
 class InstallRequest(BaseModel):
     source: str = Field(min_length=1, description="A local directory (git sources: 501)")
     ref: str | None = None

@@ -18,7 +18,7 @@ from quart import Blueprint, Response
 from trio_openhands.core.errors import ApiError
 from trio_openhands.core.working_dirs import check_working_dir_text
 from trio_openhands.services import skills
-from trio_openhands.web.api.installed import add_installed_routes, run_sdk
+from trio_openhands.web.api.installed import Installed, add_installed_routes, run_sdk
 from trio_openhands.web.api.workspace import install_service_errors
 from trio_openhands.web.common import app, json_response
 from trio_openhands.web.openapi import BODY, responses
@@ -100,18 +100,8 @@ class SkillCatalog(BaseModel):
     skills: list[SkillCatalogEntry]
 
 
-class InstalledSkill(BaseModel):
+class InstalledSkill(Installed):
     """A skill installed in the user's `~/.openhands/skills/installed/`."""
-
-    name: str
-    version: str
-    description: str
-    enabled: bool
-    source: str
-    resolved_ref: str | None
-    repo_path: str | None
-    installed_at: str
-    install_path: str
 
 
 class InstalledSkills(BaseModel):

@@ -27,7 +27,7 @@ from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_body, parse_query
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    pass
 
 blueprint = Blueprint("api_workspaces", __name__)
 
@@ -72,8 +72,13 @@ def _store() -> WorkspacesStore:
     return extensions["workspaces_store"]
 
 
-async def _update(change: Callable[[Saved], bool]) -> Response:
-    return json_response((await _store().update(change)).answer())
+async def _add(model: type[AddWorkspaces | AddParents], listing: str, field: str) -> Response:
+    """Append the body's `field` items to the saved list `listing` (new paths only)."""
+    body = await parse_body(model)
+    saved = await _store().update(
+        lambda saved: add_new(getattr(saved, listing), getattr(body, field))
+    )
+    return json_response(saved.answer())
 
 
 @blueprint.get("/api/workspaces")
@@ -86,45 +91,41 @@ async def list_workspaces() -> Response:
 @responses(WorkspacesList, *BODY, 409)
 async def add_workspaces() -> Response:
     """Add workspaces; one whose path is saved already is left as it is."""
-    body = await parse_body(AddWorkspaces)
-    return await _update(lambda saved: add_new(saved.workspaces, body.workspaces))
+    return await _add(AddWorkspaces, "workspaces", "workspaces")
 
 
 @blueprint.delete("/api/workspaces")
 @document_querystring(PathQuery)
 @responses(Deleted, 404, 409, 422)
 async def delete_workspace() -> Response:
-    path = parse_query(PathQuery).path
-    await _remove(lambda saved: remove_path(saved.workspaces, path), "Workspace not found")
-    return json_response({"deleted": True})
+    return await _remove("workspaces", "Workspace not found")
 
 
 @blueprint.post("/api/workspaces/parents")
 @responses(WorkspacesList, *BODY, 409)
 async def add_workspace_parents() -> Response:
     """Add workspace parents; one whose path is saved already is left as it is."""
-    body = await parse_body(AddParents)
-    return await _update(lambda saved: add_new(saved.workspace_parents, body.parents))
+    return await _add(AddParents, "workspace_parents", "parents")
 
 
 @blueprint.delete("/api/workspaces/parents")
 @document_querystring(PathQuery)
 @responses(Deleted, 404, 409, 422)
 async def delete_workspace_parent() -> Response:
+    return await _remove("workspace_parents", "Workspace parent not found")
+
+
+async def _remove(listing: str, missing: str) -> Response:
+    """Remove the query's `path` from the saved list `listing`, or a 404 saying `missing`."""
     path = parse_query(PathQuery).path
-    removed = "Workspace parent not found"
-    await _remove(lambda saved: remove_path(saved.workspace_parents, path), removed)
-    return json_response({"deleted": True})
-
-
-async def _remove(change: Callable[[Saved], bool], missing: str) -> None:
     found = False
 
     def remove(saved: Saved) -> bool:
         nonlocal found
-        found = change(saved)
+        found = remove_path(getattr(saved, listing), path)
         return found
 
     await _store().update(remove)
     if not found:
         raise NotFound(missing)
+    return json_response({"deleted": True})
