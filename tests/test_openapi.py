@@ -17,6 +17,7 @@ import trio
 from jsonschema import Draft202012Validator
 
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings, wait_status
+from tests.controls_spec import reach_control_operations
 from tests.extras_spec import PATH_IDS, reach_extras_operations
 from tests.settings_spec import reach_settings_operations
 from tests.workspace_spec import reach_workspace_operations
@@ -233,6 +234,7 @@ async def test_real_answers_match_the_spec_on_every_operation(
     scratch, workspace = server.settings.conversations_dir.parent, server.settings.workspace_dir
     await reach_extras_operations(call, scratch, workspace, api_id)
     await reach_settings_operations(call, llm_settings(fake_llm))
+    await reach_control_operations(call, api_id, llm_settings(fake_llm))
     await call("delete", one, 200, conv)
     await call("delete", one, 404, conv)
     await call("delete", one, 422, malformed)

@@ -496,3 +496,60 @@ async def test_close_with_delete_then_attach_is_404(sdk: SdkSession) -> None:
     with trio.fail_after(3):
         await call(watcher.conversation.close)
     await call(watcher.workspace.reset_client)
+
+
+@pytest.mark.parametrize("sdk", [None], ids=["open"], indirect=True)
+async def test_ask_agent_condense_navigate_and_switch_llm(sdk: SdkSession) -> None:
+    """The conversation controls, as the SDK documents them."""
+    first = sdk.fake_llm.script("controls-one", [text("first answer")])
+    client = await sdk.open()
+    conversation = client.conversation
+    base = f"/api/conversations/{client.id}"
+    await call(conversation.send_message, f"one {first}")
+    await call(conversation.run)
+
+    async def server_ids() -> list[str]:
+        page = (await sdk.server.client.get(f"{base}/events/search")).json()
+        return [e["id"] for e in page["items"]]
+
+    before = await server_ids()
+    # A side question: the conversation's LLM answers, nothing is logged.
+    side = sdk.fake_llm.script("controls-ask", [text("a side answer")])
+    assert await call(conversation.ask_agent, f"what now? {side}") == "a side answer"
+    asked = await sdk.fake_llm.wait_for_request(script="controls-ask")
+    assert "first answer" in str(asked.messages)  # it saw the conversation
+    assert await server_ids() == before
+    # No condenser: nothing to condense.
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await call(conversation.condense)
+    assert refused.value.response.status_code == 409
+
+    # HEAD back to the first message: the next run no longer sees the first answer.
+    question = next(e for e in conversation.state.events if isinstance(e, MessageEvent))
+    await call(conversation.navigate_to, question.id)
+    info = (await sdk.server.client.get(base)).json()
+    assert info["leaf_event_id"] == question.id
+    unknown = await sdk.server.client.post(f"{base}/navigate", json={"event_id": "nope"})
+    assert unknown.status_code == 404
+
+    # Another LLM from now on.
+    llm = {
+        "model": "openai/fake-two",
+        "base_url": sdk.fake_llm.base_url,
+        "api_key": "test-key",
+        "num_retries": 0,
+        "input_cost_per_token": 0,
+        "output_cost_per_token": 0,
+    }
+    switched = await sdk.server.client.post(f"{base}/switch_llm", json={"llm": llm})
+    assert switched.status_code == 200, switched.text
+    bad = await sdk.server.client.post(f"{base}/switch_llm", json={"llm": {"model": 3}})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"][:3] == ["body", "llm", "model"]
+    second = sdk.fake_llm.script("controls-two", [text("second answer")])
+    await call(conversation.send_message, f"two {second}")
+    await call(conversation.run)
+    request = await sdk.fake_llm.wait_for_request(script="controls-two", step=0)
+    assert request.model == "fake-two"
+    assert "first answer" not in str(request.messages)
+    assert agent_texts(persisted(conversation.state.events))[-1] == "second answer"

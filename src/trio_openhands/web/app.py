@@ -26,6 +26,7 @@ from trio_openhands.web import docs, health, openapi
 from trio_openhands.web.api import agent_profiles as api_agent_profiles
 from trio_openhands.web.api import auth as api_auth
 from trio_openhands.web.api import bash as api_bash
+from trio_openhands.web.api import controls as api_controls
 from trio_openhands.web.api import conversations as api_conversations
 from trio_openhands.web.api import events as api_events
 from trio_openhands.web.api import files as api_files
@@ -167,6 +168,7 @@ def create_app(
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
     api_modules += (api_skills, api_plugins, api_tools, api_vscode, api_workspaces)
     api_modules += (api_auth, api_workspace_static, api_mcp)
+    api_modules += (api_controls,)
     config_modules = (api_settings, api_profiles, api_agent_profiles, api_llm)
     for module in (health, docs, *seed_modules, *api_modules, *config_modules):
         app.register_blueprint(module.blueprint)

@@ -1,0 +1,32 @@
+"""Requests that reach every conversation-control operation (ask_agent, condense, navigate,
+switch_llm), for tests/test_openapi.py's check that real answers match the spec."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import httpx
+
+    Call = Callable[..., Awaitable[httpx.Response]]
+
+
+async def reach_control_operations(call: Call, conversation_id: str, llm: dict[str, Any]) -> None:
+    """`conversation_id` is an /api conversation with events, not running."""
+    conv = {"conversation_id": conversation_id}
+    unknown = {"conversation_id": "00000000-0000-4000-8000-000000000000"}
+    one = "/api/conversations/{conversation_id}"
+    await call("post", one + "/ask_agent", 200, conv, json={"question": "and now?"})
+    await call("post", one + "/ask_agent", 422, conv, json={})
+    await call("post", one + "/ask_agent", 404, unknown, json={"question": "?"})
+    await call("post", one + "/condense", 409, conv)
+    await call("post", one + "/condense", 404, unknown)
+    events = (await call("get", one + "/events/search", 200, conv)).json()["items"]
+    await call("post", one + "/navigate", 200, conv, json={"event_id": events[-1]["id"]})
+    await call("post", one + "/navigate", 404, conv, json={"event_id": "nope"})
+    await call("post", one + "/navigate", 422, conv, json={"event_id": 3})
+    await call("post", one + "/switch_llm", 200, conv, json={"llm": llm})
+    await call("post", one + "/switch_llm", 422, conv, json={"llm": {"model": 3}})
+    await call("post", one + "/switch_llm", 404, unknown, json={"llm": llm})

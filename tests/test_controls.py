@@ -1,0 +1,34 @@
+"""Conversation controls that block on the LLM are owned by the conversation's scope: a
+delete does not wait for them. (What each control does is tested through the official
+client in tests/test_sdk_client.py.)"""
+
+from __future__ import annotations
+
+import trio
+
+from tests.conftest import LiveServer
+from tests.test_api_dialect import create, message
+from trio_openhands.testing.fake_llm import FakeLLM, text
+
+
+async def test_delete_does_not_wait_for_a_side_question(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    first = fake_llm.script("owned-first", [text("first answer")])
+    info = await create(server, fake_llm, initial_message=message(f"hi {first}", run=True))
+    base = f"/api/conversations/{info['id']}"
+    await fake_llm.wait_for_request(script="owned-first", step=0)
+    slow = fake_llm.script("owned-ask", [text("too late", delay=30)])
+    answers: list[int] = []
+
+    async def ask() -> None:
+        response = await server.client.post(f"{base}/ask_agent", json={"question": f"? {slow}"})
+        answers.append(response.status_code)
+
+    with trio.fail_after(10):  # far below the held answer's 30 s
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            asked = await fake_llm.wait_for_request(script="owned-ask")
+            assert (await server.client.delete(base)).status_code == 200
+    assert answers == [404]
+    assert asked.outcome == "pending"  # the LLM call was never answered
