@@ -32,3 +32,18 @@ async def test_delete_does_not_wait_for_a_side_question(
             assert (await server.client.delete(base)).status_code == 200
     assert answers == [404]
     assert asked.outcome == "pending"  # the LLM call was never answered
+
+
+async def test_acp_model_switch_is_a_400_and_the_runtime_is_local(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    info = await create(server, fake_llm)
+    base = f"/api/conversations/{info['id']}"
+    refused = await server.client.post(f"{base}/switch_acp_model", json={"model": "other"})
+    assert refused.status_code == 400  # the SDK's own refusal for an agent that is not ACP
+    assert "ACP" in refused.json()["detail"]
+    expected = {"runtime_status": "available", "can_resume": True}
+    assert (await server.client.get(f"{base}/runtime")).json() == expected
+    assert (await server.client.post(f"{base}/runtime/reprovision")).json() == expected
+    assert (await server.client.delete(base)).status_code == 200
+    assert (await server.client.get(f"{base}/runtime")).status_code == 404

@@ -1,5 +1,5 @@
 """Conversation controls beyond run and pause: a side question, condensation, moving HEAD,
-another LLM.
+another LLM, another ACP model.
 
 Each is the SDK's own `LocalConversation` method. They block (an LLM call, the state lock),
 so each runs in a worker thread owned by the conversation's scope (`Conversation.run_owned`):
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trio_openhands.core.errors import Conflict, NotFound
+from trio_openhands.core.errors import ApiError, Conflict, NotFound
 
 if TYPE_CHECKING:
     from trio_openhands.core.conversation import Conversation
@@ -52,3 +52,13 @@ async def switch_llm(conversation: Conversation, llm: Any) -> None:
     sdk = conversation.sdk
     assert sdk is not None
     await conversation.run_owned(sdk.switch_llm, llm)
+
+
+async def switch_acp_model(conversation: Conversation, model: str) -> None:
+    """The model of an ACP agent; the SDK refuses any other agent (a 400)."""
+    sdk = conversation.sdk
+    assert sdk is not None
+    try:
+        await conversation.run_owned(sdk.switch_acp_model, model)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None

@@ -1,4 +1,5 @@
-"""The reference's conversation controls: `ask_agent`, `condense`, `navigate`, `switch_llm`.
+"""The reference's conversation controls: `ask_agent`, `condense`, `navigate`, `switch_llm`,
+`switch_acp_model`, and the `runtime` that runs a conversation.
 
 Thin: parse, call `core.controls` (the SDK's own methods, owned by the conversation's
 scope), answer in the reference's shapes.
@@ -6,13 +7,16 @@ scope), answer in the reference's shapes.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 from quart_schema import document_request
 
 from trio_openhands.core import controls, sdk_bridge
+from trio_openhands.core.errors import NotFound
 from trio_openhands.web.api.conversations import info, loaded, success
-from trio_openhands.web.common import app, json_response
+from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import BODY, LOADS, ApiConversationInfo, Success, responses
 from trio_openhands.web.request_parsing import parse_body
 
@@ -40,6 +44,17 @@ class LlmSettings(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
+
+
+class SwitchAcpModelRequest(BaseModel):
+    model: str = Field(description="The ACP agent's model")
+
+
+class RuntimeInfo(BaseModel):
+    """Where the conversation runs: here, in the server's process, always available."""
+
+    runtime_status: Literal["available"]
+    can_resume: bool
 
 
 class SwitchLlmRequest(BaseModel):
@@ -90,3 +105,33 @@ async def switch_llm(raw_id: str) -> Response:
     llm = sdk_bridge.build_llm(request.llm.model_dump(), app().settings.llm_api_key)
     await controls.switch_llm(conversation, llm)
     return success()
+
+
+@blueprint.post("/api/conversations/<raw_id>/switch_acp_model")
+@document_request(SwitchAcpModelRequest)
+@responses(Success, 400, *BODY, *LOADS)
+async def switch_acp_model(raw_id: str) -> Response:
+    """The SDK's `switch_acp_model`: a 400 for a conversation whose agent is not ACP (every
+    one here: an ACPAgent is refused at create)."""
+    request = await parse_body(SwitchAcpModelRequest)
+    conversation = await loaded(raw_id)
+    await controls.switch_acp_model(conversation, request.model)
+    return success()
+
+
+@blueprint.get("/api/conversations/<raw_id>/runtime")
+@responses(RuntimeInfo, *LOADS)
+async def runtime(raw_id: str) -> Response:
+    """The reference's local runtime answer: conversations run in this process, so their
+    runtime is always there and a stopped one can resume. Never loads the conversation."""
+    conversation_id = parse_conversation_id(raw_id)
+    if conversation_id not in supervisor().records:
+        raise NotFound(f"Conversation not found: {conversation_id}")
+    return json_response({"runtime_status": "available", "can_resume": True})
+
+
+@blueprint.post("/api/conversations/<raw_id>/runtime/reprovision")
+@responses(RuntimeInfo, *LOADS)
+async def reprovision_runtime(raw_id: str) -> Response:
+    """Nothing to provision for an in-process runtime: the same answer as `runtime`."""
+    return await runtime(raw_id)
