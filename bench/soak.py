@@ -245,7 +245,7 @@ class SocketTally:
                 started = True
                 while True:
                     frame = json.loads(await socket.get_message())
-                    if frame.get("kind") != "ConversationStateUpdateEvent" and "id" in frame:
+                    if "id" in frame:  # a logged event (state updates are, too)
                         self.seen[frame["id"]] = self.seen.get(frame["id"], 0) + 1
                         self._check()
         except (OSError, HandshakeError, ConnectionClosed):
