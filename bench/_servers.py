@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -94,3 +96,33 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def each_server(base: Path, reference_python: Path) -> Iterator[tuple[str, str, int, Path]]:
+    """Ours, then the reference if installed: each started in its own folder under `base`,
+    yielded as (name, url, pid, folder) while it runs, stopped after."""
+    servers = [("ours", ours_command(free_port()), {})]
+    if reference_python.exists():
+        servers.append(
+            ("reference", reference_command(reference_python, free_port()), REFERENCE_ENV)
+        )
+    else:
+        print(f"reference: skipped (no {reference_python})")
+    for name, command, env in servers:
+        work = base / name
+        work.mkdir(exist_ok=True)
+        env = env or {"OPENHANDS_CONVERSATIONS_DIR": str(work / "conversations")}
+        port = int(command[command.index("--port") + 1])
+        with _running(command, work, env, port) as process:
+            yield name, f"http://127.0.0.1:{port}", process.pid, work
+
+
+@contextmanager
+def _running(
+    command: list[str], work: Path, env: dict[str, str], port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = start(command, work, env, port)
+    try:
+        yield process
+    finally:
+        stop(process)

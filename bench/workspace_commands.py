@@ -24,6 +24,7 @@ answered first and forked after, and needed a second poll: p50 126 ms against 39
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -34,14 +35,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _servers import (
-    REFERENCE_ENV,
     REFERENCE_PYTHON,
-    free_port,
+    each_server,
     memory_kib,
-    ours_command,
-    reference_command,
-    start,
-    stop,
 )
 
 
@@ -52,6 +48,7 @@ def percentiles(samples: list[float]) -> str:
 
 
 def measure(name: str, url: str, pid: int, work: Path, rounds: int, output_mb: int) -> None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch with retries
     from openhands.sdk.workspace import RemoteWorkspace
 
     with httpx.Client(base_url=url, timeout=300) as client:
@@ -97,40 +94,9 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-commands-") as temporary:
         base = Path(temporary)
-        servers = [
-            (
-                "ours",
-                ours_command(free_port()),
-                {"OPENHANDS_CONVERSATIONS_DIR": str(base / "ours" / "conversations")},
-            )
-        ]
-        if options.reference_python.exists():
-            servers.append(
-                (
-                    "reference",
-                    reference_command(options.reference_python, free_port()),
-                    REFERENCE_ENV,
-                )
-            )
-        else:
-            print(f"reference: skipped (no {options.reference_python})")
         print(f"{options.rounds} rounds each, loopback")
-        for name, command, env in servers:
-            work = base / name
-            work.mkdir(exist_ok=True)
-            port = int(command[command.index("--port") + 1])
-            process = start(command, work, env, port)
-            try:
-                measure(
-                    name,
-                    f"http://127.0.0.1:{port}",
-                    process.pid,
-                    work,
-                    options.rounds,
-                    options.output_mb,
-                )
-            finally:
-                stop(process)
+        for name, url, pid, work in each_server(base, options.reference_python):
+            measure(name, url, pid, work, options.rounds, options.output_mb)
 
 
 if __name__ == "__main__":

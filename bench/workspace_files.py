@@ -39,14 +39,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _servers import (
-    REFERENCE_ENV,
     REFERENCE_PYTHON,
-    free_port,
+    each_server,
     memory_kib,
-    ours_command,
-    reference_command,
-    start,
-    stop,
 )
 
 CHUNK = 1024 * 1024
@@ -108,25 +103,8 @@ def main() -> None:
             for _ in range(options.size_mb):
                 out.write(os.urandom(1_000_000))
         print(f"{options.size_mb} MB file, median of {options.rounds} rounds, loopback")
-        servers: list[tuple[str, list[str], dict[str, str]]] = []
-        port = free_port()
-        env = {"OPENHANDS_CONVERSATIONS_DIR": str(base / "ours" / "conversations")}
-        servers.append(("ours", ours_command(port), env))
-        if options.reference_python.exists():
-            reference = reference_command(options.reference_python, free_port())
-            servers.append(("reference", reference, REFERENCE_ENV))
-        else:
-            print(f"reference: skipped (no {options.reference_python})")
-        for name, command, extra_env in servers:
-            work = base / name
-            work.mkdir(exist_ok=True)
-            server_port = int(command[command.index("--port") + 1])
-            process = start(command, work, extra_env, server_port)
-            try:
-                url = f"http://127.0.0.1:{server_port}"
-                measure(name, url, process.pid, source, work, options.rounds)
-            finally:
-                stop(process)
+        for name, url, pid, work in each_server(base, options.reference_python):
+            measure(name, url, pid, source, work, options.rounds)
 
 
 if __name__ == "__main__":
