@@ -18,21 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 from quart_schema import DataSource, document_response
 from quart_schema.openapi import OpenAPIProvider
 
+from trio_openhands.web.api.models import ApiExecutionStatus
 from trio_openhands.web.security import OPEN_PATHS
 
 if TYPE_CHECKING:
     from werkzeug.routing import BaseConverter, Rule
 
-Status = Literal[
-    "idle",
-    "running",
-    "paused",
-    "waiting_for_confirmation",
-    "finished",
-    "error",
-    "stuck",
-    "deleting",
-]
+Status = ApiExecutionStatus  # one list of statuses for the models and the spec
 
 # -- errors --------------------------------------------------------------------------------
 
