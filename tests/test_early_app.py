@@ -38,6 +38,11 @@ def http_scope(path: str, host: str, method: str = "GET") -> dict[str, Any]:
     }
 
 
+async def run_lifespan(app: EarlyApp, receive: Any, send: Any) -> None:
+    """The app's lifespan, as Hypercorn runs it: messages in through `receive`, out by `send`."""
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+
 class Exchange:
     """One request through the app: what it sent back."""
 
@@ -78,7 +83,6 @@ async def test_alive_answers_early_and_the_rest_waits_for_the_full_app(tmp_path:
 
     lifespan_in, lifespan_receive = trio.open_memory_channel[dict[str, Any]](math.inf)
     lifespan_send, lifespan_out = trio.open_memory_channel[dict[str, Any]](math.inf)
-    lifespan_scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
     async with trio.open_nursery() as nursery:
         # Requests the early app does not answer: a foreign Host, another path.
         foreign = Exchange()
@@ -89,7 +93,7 @@ async def test_alive_answers_early_and_the_rest_waits_for_the_full_app(tmp_path:
         assert not foreign.done.is_set()
         assert not listing.done.is_set()
 
-        nursery.start_soon(app, lifespan_scope, lifespan_receive.receive, lifespan_send.send)
+        nursery.start_soon(run_lifespan, app, lifespan_receive.receive, lifespan_send.send)
         await lifespan_in.send({"type": "lifespan.startup"})
         assert (await lifespan_out.receive())["type"] == "lifespan.startup.complete"
         with trio.fail_after(60):
@@ -109,9 +113,8 @@ async def test_a_shutdown_while_loading_ends_at_once(tmp_path: Path) -> None:
     app = EarlyApp(test_settings(tmp_path))
     lifespan_in, lifespan_receive = trio.open_memory_channel[dict[str, Any]](math.inf)
     lifespan_send, lifespan_out = trio.open_memory_channel[dict[str, Any]](math.inf)
-    lifespan_scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(app, lifespan_scope, lifespan_receive.receive, lifespan_send.send)
+        nursery.start_soon(run_lifespan, app, lifespan_receive.receive, lifespan_send.send)
         await lifespan_in.send({"type": "lifespan.startup"})
         assert (await lifespan_out.receive())["type"] == "lifespan.startup.complete"
         await lifespan_in.send({"type": "lifespan.shutdown"})
