@@ -49,14 +49,8 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import free_port
+from tests.test_error_log import KNOWN_LINES  # the lines the error-log test forbids
 
-KNOWN_LINES = (
-    "Task was destroyed but it is pending",
-    "Unclosed client session",
-    "Unclosed connector",
-    "Task exception was never retrieved",
-    "cannot reuse already awaited coroutine",
-)
 ERROR_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) ")
 
 
