@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from trio_openhands.core.models import StartConversationRequest, TextPart
 from trio_openhands.core.sdk_bridge import to_message
 from trio_openhands.core.sdk_loader import SdkLoader
 from trio_openhands.core.supervisor import Supervisor
-from trio_openhands.testing.fake_llm import FakeLLM, text
+from trio_openhands.core.terminal_close import settle_terminals, subprocess_terminals
+from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 
 async def test_asyncio_host_returns_results_and_errors() -> None:
@@ -207,3 +209,35 @@ async def test_an_unused_conversation_is_unloaded_and_loads_again(
     again = await supervisor.get(conversation.id)
     assert again is not conversation
     assert [e.id for e in again.log.events] == events_before
+
+
+async def test_closing_a_conversation_ends_its_terminal_readers_before_the_pty_closes(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK closes a terminal's PTY under its reader thread (an ERROR line, and a reused
+    descriptor read by a stray thread); `settle_terminals` ends shell and reader first."""
+    settings = test_settings(tmp_path)
+    supervisor: Supervisor = await nursery.start(Supervisor(settings, SdkLoader()).run)
+    tag = fake_llm.script("shell", [tool_call("terminal", {"command": "echo up"}), finish()])
+    request = StartConversationRequest.model_validate(
+        {
+            "llm": {"model": "openai/fake", "base_url": fake_llm.base_url, "api_key": "k"},
+            "tools": [{"name": "terminal"}],
+        }
+    )
+    conversation = await supervisor.create(request)
+    await conversation.send_message(to_message([TextPart(text=f"{tag} go")]), run=True)
+    await conversation.wait_run_finished()
+    terminals = list(subprocess_terminals(conversation.sdk))
+    assert len(terminals) == 1
+    assert terminals[0].reader_thread.is_alive()
+
+    await trio.to_thread.run_sync(settle_terminals, conversation.sdk)
+    terminal = terminals[0]
+    assert terminal.process.poll() is not None, "the shell has ended"
+    assert not terminal.reader_thread.is_alive(), "and its reader with it"
+    assert terminal._pty_master_fd is not None, "while the PTY is still open"
+
+    await supervisor.delete(conversation.id)
+    assert terminal.closed
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -30,6 +30,7 @@ import trio
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.errors import NotFound
 from trio_openhands.core.event_log import EventLog
+from trio_openhands.core.terminal_close import settle_terminals
 
 if TYPE_CHECKING:
     from openhands.sdk import LocalConversation, Message
@@ -378,9 +379,14 @@ class Conversation:
         if self.sdk is not None:
             self.record.status = self.status
             try:
-                await trio.to_thread.run_sync(self.sdk.close)
+                await trio.to_thread.run_sync(self._close_sdk, self.sdk)
             except Exception:
                 log.exception("conversation %s: closing the SDK conversation failed", self.id)
+
+    @staticmethod
+    def _close_sdk(sdk: Any) -> None:
+        settle_terminals(sdk)  # the SDK's close races its terminal readers otherwise
+        sdk.close()
 
     def workspace_dir(self, default: Path) -> Path:
         working_dir = (self.record.request.get("workspace") or {}).get("working_dir")

@@ -1,0 +1,60 @@
+"""Let each subprocess terminal's reader thread end before the SDK closes its PTY.
+
+The SDK's `SubprocessTerminal.close()` closes the PTY's master descriptor and only then
+joins the thread that reads it. A reader still in `select()` on that descriptor logs
+"PTY reader thread error: [Errno 9] Bad file descriptor" at ERROR (the soak saw it at
+shutdown); worse, once the number is reused by another file (a socket this server just
+accepted), that thread may read from it. The reader ends by itself once it sees the shell
+gone, so before the SDK's close we end the shell and wait for the reader: the SDK's close
+then finds nothing left to race with. Blocking; run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SHELL_EXIT_SECONDS = 2.0  # what the SDK's own close gives the shell before a signal
+READER_EXIT_SECONDS = 1.0  # the reader looks every 0.1 s
+
+
+def settle_terminals(sdk_conversation: Any) -> None:
+    """End the shell of every started subprocess terminal and wait for its reader."""
+    for terminal in subprocess_terminals(sdk_conversation):
+        process = terminal.process
+        if process is None or terminal.closed:
+            continue
+        if process.poll() is None:
+            with contextlib.suppress(OSError, RuntimeError):
+                terminal._write_pty(b"exit\n")
+            try:
+                process.wait(timeout=SHELL_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                continue  # left to the SDK's close, which signals the process group
+        reader = terminal.reader_thread
+        if reader is not None:
+            reader.join(timeout=READER_EXIT_SECONDS)
+            if reader.is_alive():
+                log.warning(
+                    "a terminal's reader thread outlived its shell by %.1f s", READER_EXIT_SECONDS
+                )
+
+
+def subprocess_terminals(sdk_conversation: Any) -> Iterator[Any]:
+    """The SDK's `SubprocessTerminal`s behind the conversation's terminal executors."""
+    from openhands.tools.terminal.terminal.subprocess_terminal import SubprocessTerminal
+
+    tools_map = getattr(getattr(sdk_conversation, "agent", None), "tools_map", None) or {}
+    for tool in list(tools_map.values()):
+        executor = getattr(tool, "executor", None)
+        sessions = [getattr(executor, "_session", None)]
+        sessions += list((getattr(executor, "_sessions", None) or {}).values())
+        for session in sessions:
+            terminal = getattr(session, "terminal", None)
+            if isinstance(terminal, SubprocessTerminal):
+                yield terminal
