@@ -117,7 +117,16 @@ class Subscription:
             if self.closed:
                 return
             yield event
-        async for frame in self.live:
+        while True:
+            try:  # frames already queued go out without a scheduler round each
+                frame = self.live.receive_nowait()
+            except trio.WouldBlock:
+                try:
+                    frame = await self.live.receive()
+                except trio.EndOfChannel:
+                    return
+            except trio.EndOfChannel:
+                return
             yield frame
 
     def close(self, code: int, reason: str, *, drop_queued: bool = False) -> None:
