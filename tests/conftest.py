@@ -14,6 +14,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from tests.postgres_cluster import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
 from trio_openhands.core.sdk_loader import quiet_sdk_environment
 from trio_openhands.server import serve
 from trio_openhands.settings import Settings
