@@ -1,0 +1,174 @@
+"""Leases and fencing on a real PostgreSQL: claims, renewals, takeovers, fenced writes.
+
+Expiry is made deterministic without waiting: an instance that asks for a lease of 0 s
+holds one that has expired by the next statement (the database's clock moves on), which is
+what a paused or dead instance's lease looks like once its time is up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import psycopg
+import psycopg.errors
+import pytest
+import trio
+
+from trio_openhands.stores.postgres.catalog import Catalog
+from trio_openhands.stores.postgres.database import open_database
+from trio_openhands.stores.postgres.fencing import HELD, Fence, LeaseLost
+from trio_openhands.stores.postgres.leases import LeaseStore, blocking_claim
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from trio_openhands.stores.postgres.database import Database
+
+
+@pytest.fixture
+async def database(postgres_url: str) -> AsyncIterator[Database]:
+    async with open_database(postgres_url) as database:
+        yield database
+
+
+def lease_row(url: str, conversation_id: uuid.UUID) -> tuple[str | None, int]:
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "SELECT owner, token FROM leases WHERE conversation_id = %s", (conversation_id,)
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_a_held_lease_is_not_claimed_and_renewal_keeps_it(database: Database) -> None:
+    conversation = uuid.uuid4()
+    a, b = LeaseStore(database, "instance-a"), LeaseStore(database, "instance-b")
+    with trio.fail_after(10):
+        lease = await a.claim(conversation)
+        assert lease is not None
+        assert (lease.owner, lease.token) == ("instance-a", 1)
+        assert await b.claim(conversation) is None
+        assert await a.claim(conversation) is None  # not even by its holder: one tenure
+        assert await b.holder(conversation) == lease
+
+        renewed = await a.renew(lease)
+        assert renewed.token == lease.token
+        assert renewed.expires_at >= lease.expires_at
+        assert await b.claim(conversation) is None
+        assert await b.expired() == []
+
+
+async def test_an_expired_lease_is_taken_over_with_the_next_token(database: Database) -> None:
+    conversation = uuid.uuid4()
+    paused = LeaseStore(database, "instance-a", ttl=0)  # its lease is up at once
+    b = LeaseStore(database, "instance-b")
+    with trio.fail_after(10):
+        old = await paused.claim(conversation)
+        assert old is not None
+        assert await b.holder(conversation) is None
+        assert await b.expired() == [conversation]  # what a sweeper would pick up
+
+        new = await b.claim(conversation)
+        assert new is not None
+        assert (new.owner, new.token) == ("instance-b", old.token + 1)
+
+        with pytest.raises(LeaseLost):  # the old holder's heartbeat finds out
+            await paused.renew(old)
+        renewed, lost = await paused.renew_many([old])
+        assert (renewed, lost) == ([], [old])
+        assert not await paused.release(old)  # nor can it free the new holder's lease
+        assert await b.holder(conversation) == new
+
+
+async def test_an_expired_lease_nobody_claimed_is_renewed_by_its_holder(
+    database: Database,
+) -> None:
+    conversation = uuid.uuid4()
+    with trio.fail_after(10):
+        lease = await LeaseStore(database, "instance-a", ttl=0).claim(conversation)
+        assert lease is not None
+        renewed = await LeaseStore(database, "instance-a", ttl=10).renew(lease)
+        assert renewed.token == lease.token
+        assert await LeaseStore(database, "instance-b").claim(conversation) is None
+
+
+async def test_release_frees_the_lease_and_tokens_keep_growing(
+    database: Database, postgres_url: str
+) -> None:
+    conversation = uuid.uuid4()
+    a, b = LeaseStore(database, "instance-a"), LeaseStore(database, "instance-b")
+    catalog = Catalog(database)
+    with trio.fail_after(10):
+        first = await a.claim(conversation)
+        assert first is not None
+        assert await a.release(first)
+        assert lease_row(postgres_url, conversation) == (None, 1)  # the row (and token) stay
+        with pytest.raises(LeaseLost):  # a released lease fences its holder off too
+            await catalog.put(first.fence, {"id": conversation.hex})
+
+        second = await b.claim(conversation)
+        assert second is not None
+        assert second.token == 2
+        third_try = await a.claim(conversation)
+        assert third_try is None
+
+
+async def test_renew_many_renews_what_is_still_ours(database: Database) -> None:
+    kept, taken = uuid.uuid4(), uuid.uuid4()
+    a = LeaseStore(database, "instance-a")
+    with trio.fail_after(10):
+        kept_lease = await a.claim(kept)
+        taken_lease = await LeaseStore(database, "instance-a", ttl=0).claim(taken)
+        assert kept_lease is not None
+        assert taken_lease is not None
+        assert await LeaseStore(database, "instance-b").claim(taken) is not None
+
+        renewed, lost = await a.renew_many([kept_lease, taken_lease])
+        assert [lease.conversation_id for lease in renewed] == [kept]
+        assert renewed[0].token == kept_lease.token
+        assert lost == [taken_lease]
+
+
+async def test_a_write_and_a_takeover_serialize_on_the_lease_row(
+    database: Database, postgres_url: str
+) -> None:
+    """The race fencing exists for: A has checked its fence and is still writing when its
+    lease expires and B claims. B's claim waits for A's transaction (seen here as B's claim
+    timing out on the lock while A's transaction is open), so A's row is in before B owns the
+    conversation, and A's next write is refused."""
+    conversation = uuid.uuid4()
+    a = await LeaseStore(database, "instance-a", ttl=0).claim(conversation)
+    assert a is not None
+    with (
+        psycopg.connect(postgres_url, autocommit=True) as writer,
+        psycopg.connect(postgres_url, autocommit=True) as claimer,
+    ):
+        claimer.execute("SET lock_timeout = '100ms'")
+        with writer.transaction():  # A's fenced write, as `fencing.blocking_check` makes it
+            assert writer.execute(HELD, a.fence.params()).fetchone() is not None
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                blocking_claim(claimer, conversation, "instance-b", ttl=10)
+            writer.execute(
+                'INSERT INTO conversations (id, meta) VALUES (%s, \'{"by": "a"}\')',
+                (conversation,),
+            )
+        b = blocking_claim(claimer, conversation, "instance-b", ttl=10)
+    assert b is not None
+    assert b.token == a.token + 1
+    catalog = Catalog(database)
+    assert await catalog.get(conversation) == {"by": "a"}
+    with pytest.raises(LeaseLost):
+        await catalog.put(a.fence, {"by": "a, late"})
+    assert await catalog.get(conversation) == {"by": "a"}
+    await catalog.put(b.fence, {"by": "b"})
+    assert await catalog.get(conversation) == {"by": "b"}
+
+
+def test_fence_params_name_the_holder() -> None:
+    conversation = uuid.uuid4()
+    assert Fence(conversation, "a", 3).params() == {
+        "fence_conversation": conversation,
+        "fence_owner": "a",
+        "fence_token": 3,
+    }
