@@ -1,5 +1,6 @@
-"""Requests that reach every conversation-control operation (ask_agent, condense, navigate,
-switch_llm), for tests/test_openapi.py's check that real answers match the spec."""
+"""Requests that reach every conversation-control operation (ask_agent, condense, fork,
+navigate, switch_llm, switch_profile, load_plugin, ...), for tests/test_openapi.py's check
+that real answers match the spec."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ async def reach_control_operations(call: Call, conversation_id: str, llm: dict[s
     await call("post", one + "/switch_llm", 200, conv, json={"llm": llm})
     await call("post", one + "/switch_llm", 422, conv, json={"llm": {"model": 3}})
     await call("post", one + "/switch_llm", 404, unknown, json={"llm": llm})
+    await call("post", "/api/profiles/{name}", 201, {"name": "switch"}, json={"llm": llm})
+    switch = one + "/switch_profile"
+    await call("post", switch, 200, conv, json={"profile_name": "switch"})
+    await call("post", switch, 404, conv, json={"profile_name": "absent"})
+    await call("post", switch, 404, unknown, json={"profile_name": "switch"})
+    await call("post", switch, 422, conv, json={})
+    await call("post", one + "/load_plugin", 400, conv, json={"plugin_ref": "helper"})
+    await call("post", one + "/load_plugin", 404, unknown, json={"plugin_ref": "helper"})
+    await call("post", one + "/load_plugin", 422, conv, json={"plugin_ref": 3})
+    fork = one + "/fork"
+    forked = (await call("post", fork, 201, conv, json={"title": "spec fork"})).json()
+    await call("post", fork, 201, conv, params={"include_skills": True})  # no body at all
+    await call("post", fork, 409, conv, json={"id": forked["id"]})
+    await call("post", fork, 404, conv, json={"from_event_id": "nope"})
+    await call("post", fork, 404, unknown, json={})
+    await call("post", fork, 422, conv, json={"tags": {"Not-Lower": "x"}})
     await call("post", one + "/switch_acp_model", 400, conv, json={"model": "other"})
     await call("post", one + "/switch_acp_model", 422, conv, json={})
     await call("post", one + "/switch_acp_model", 404, unknown, json={"model": "other"})

@@ -1,6 +1,7 @@
 """What a create request may carry beyond an `agent`, as the web UI sends it:
 `agent_settings` (built into an agent by the SDK), `secrets_encrypted`, `client_tools`,
-`parent_conversation_id`, `worktree`, `autotitle`; and a 422 naming what we cannot do."""
+`parent_conversation_id`, `worktree`, `autotitle` (`hook_config`: tests/test_sdk_controls.py);
+and a 422 naming what we cannot do."""
 
 from __future__ import annotations
 
@@ -118,6 +119,9 @@ async def test_agent_settings_that_cannot_be_served_are_a_422_naming_them(
     for settings, loc in cases:
         refused = await create(server, ui_request(server, settings), 422)
         assert refused["detail"][0]["loc"][: len(loc)] == loc, refused
+    hooks = {"stop": [{"hooks": [{"type": "command", "command": ""}]}]}  # a command is required
+    refused = await create(server, ui_request(server, {"llm": llm}, hook_config=hooks), 422)
+    assert refused["detail"][0]["loc"][:2] == ["body", "hook_config"], refused
     unsupported = {"plugins": [{"source": "github:x/y"}], "agent_launch_additions": {"skills": []}}
     for field, value in unsupported.items():
         refused = await create(server, ui_request(server, {"llm": llm}, **{field: value}), 422)

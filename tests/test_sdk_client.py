@@ -124,19 +124,25 @@ class SdkSession:
         )
 
     async def open(
-        self, *tools: str, conversation_id: Any = None, delete_on_close: bool = False
+        self,
+        *tools: str,
+        conversation_id: Any = None,
+        delete_on_close: bool = False,
+        **options: Any,
     ) -> Client:
-        """A new conversation, or an attached one when `conversation_id` is given."""
+        """A new conversation, or an attached one when `conversation_id` is given;
+        `options` go to `Conversation` as they are (`hook_config=`, `agent=`...)."""
         frames = Frames(trio.lowlevel.current_trio_token())
         workspace = self.workspace()
+        options.setdefault("agent", self.agent(*tools))
         conversation = await call(
             Conversation,
-            agent=self.agent(*tools),
             workspace=workspace,
             conversation_id=conversation_id,
             callbacks=[frames],
             visualizer=None,
             delete_on_close=delete_on_close,
+            **options,
         )
         assert isinstance(conversation, RemoteConversation)
         client = Client(conversation, workspace, frames)

@@ -1,5 +1,5 @@
 """Conversation controls beyond run and pause: a side question, condensation, moving HEAD,
-another LLM, another ACP model.
+another LLM, another ACP model, a marketplace plugin.
 
 Each is the SDK's own `LocalConversation` method. They block (an LLM call, the state lock),
 so each runs in a worker thread owned by the conversation's scope (`Conversation.run_owned`):
@@ -61,4 +61,25 @@ async def switch_acp_model(conversation: Conversation, model: str) -> None:
     try:
         await conversation.run_owned(sdk.switch_acp_model, model)
     except ValueError as error:
+        raise ApiError(400, str(error)) from None
+
+
+async def load_plugin(conversation: Conversation, plugin_ref: str) -> None:
+    """A plugin of the agent's registered marketplaces (its skills, MCP servers, hooks),
+    fetched and added by the SDK: 404 for an unknown plugin or marketplace, 400 for any
+    other refusal (no marketplace registered, a fetch that failed), as the reference."""
+    from openhands.sdk.marketplace.registry import (
+        MarketplaceNotFoundError,
+        PluginNotFoundError,
+        PluginResolutionError,
+    )
+    from openhands.sdk.plugin import PluginFetchError
+
+    sdk = conversation.sdk
+    assert sdk is not None
+    try:
+        await conversation.run_owned(sdk.load_plugin, plugin_ref)
+    except (PluginNotFoundError, MarketplaceNotFoundError) as error:
+        raise NotFound(str(error)) from None
+    except (PluginResolutionError, PluginFetchError, FileNotFoundError, ValueError) as error:
         raise ApiError(400, str(error)) from None

@@ -94,14 +94,17 @@ def blocking_open_conversation(
     on_event: Callable[[Event], None],
     keep_state_update: Callable[[Event], bool],
     confirmation_mode: bool | None,
+    hook_config: dict[str, Any] | None = None,
 ) -> LocalConversation:
     """Create a conversation, or restore it from disk when `agent` is None.
 
     State changes (`ConversationStateUpdateEvent`s) that `keep_state_update` keeps go
     through the SDK's own event chain, as the reference server wires them: persisted with
     the other events, then handed to `on_event`, so a client that re-reads the log sees
-    what a live subscriber saw."""
+    what a live subscriber saw. `hook_config` (checked at create) is given at every open,
+    as the SDK does not restore it from disk: its hooks run on the first message or run."""
     from openhands.sdk import LocalConversation
+    from openhands.sdk.hooks import HookConfig
     from openhands.sdk.security.confirmation_policy import AlwaysConfirm
 
     conversation = LocalConversation(
@@ -114,6 +117,7 @@ def blocking_open_conversation(
         max_iteration_per_run=max_iterations,
         cipher=cipher,
         delete_on_close=False,
+        hook_config=HookConfig.model_validate(hook_config) if hook_config else None,
     )
     conversation.state.set_on_state_change(
         partial(_log_state_change, conversation, keep_state_update)
@@ -121,6 +125,30 @@ def blocking_open_conversation(
     if confirmation_mode:
         conversation.set_confirmation_policy(AlwaysConfirm())
     return conversation
+
+
+def blocking_fork(
+    source: LocalConversation,
+    fork_id: uuid.UUID,
+    *,
+    tags: dict[str, str] | None,
+    reset_metrics: bool,
+    from_event_id: str | None,
+) -> Any:
+    """The SDK's own fork of `source` (its events, HEAD, skills and agent state copied into
+    the fork's folder, beside the source's), closed again: the supervisor opens the folder
+    as one of its conversations. Returns the fork's agent, its key exposed (the SDK saved
+    it without our cipher). A `ValueError` for an unknown `from_event_id`."""
+    fork = source.fork(
+        conversation_id=fork_id,
+        tags=tags,
+        reset_metrics=reset_metrics,
+        from_event_id=from_event_id,
+    )
+    agent = fork.agent
+    fork.delete_on_close = False
+    fork.close()
+    return agent
 
 
 def _log_state_change(

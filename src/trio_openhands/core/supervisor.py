@@ -23,13 +23,13 @@ import trio
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.asyncio_host import AsyncioHost
 from trio_openhands.core.conversation import Conversation, ConversationRecord, utc_now
-from trio_openhands.core.errors import ApiError, NotFound
+from trio_openhands.core.errors import ApiError, Conflict, NotFound
 from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
 from trio_openhands.services.commands import CommandService
 from trio_openhands.stores import file_store
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from trio_openhands.core.models import StartConversationRequest
     from trio_openhands.core.sdk_loader import SdkLoader
@@ -155,11 +155,16 @@ class Supervisor:
         title: str | None = None,
         tags: dict[str, str] | None = None,
         confirmation_mode: bool | None = None,
+        prepare: Callable[[], Awaitable[Any]] | None = None,
     ) -> tuple[Conversation, bool]:
         """Start a conversation with an SDK agent the caller built.
 
         Idempotent on `conversation_id`: if that conversation exists, or is being created,
         it is returned and nothing is created. Returns (conversation, created).
+
+        With `prepare` (a fork), an existing id is a 409 instead, and `prepare()` runs once
+        the id is claimed, before the SDK opens the conversation: it writes the
+        conversation's folder and returns its agent.
         """
         await self.sdk_loader.wait_ready()
         self._refuse_during_shutdown()
@@ -172,9 +177,13 @@ class Supervisor:
             else:
                 break
         if conversation_id in self.records:
+            if prepare is not None:
+                raise Conflict(f"Conversation with id {conversation_id} already exists")
             return await self.get(conversation_id), False
         done = self._loading[conversation_id] = trio.Event()
         try:
+            if prepare is not None:
+                agent = await prepare()
             now = utc_now()
             record = ConversationRecord(
                 id=conversation_id,
@@ -249,6 +258,7 @@ class Supervisor:
                 on_event=conversation.on_sdk_event,
                 keep_state_update=conversation.keep_state_update,
                 confirmation_mode=confirmation_mode,
+                hook_config=record.request.get("hook_config"),
             )
         )
         conversation.adopt(sdk)

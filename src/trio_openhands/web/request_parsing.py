@@ -18,6 +18,13 @@ async def parse_body[M: BaseModel](model: type[M]) -> M:
     return validate(model, load_json(raw), ("body",))
 
 
+async def parse_optional_body[M: BaseModel](model: type[M]) -> M:
+    """A body the client may leave out: none is the model's defaults."""
+    raw = await request.get_data(as_text=False)
+    data = load_json(raw) if raw.strip() else {}
+    return validate(model, data, ("body",))
+
+
 def parse_query[M: BaseModel](model: type[M], list_fields: frozenset[str] = frozenset()) -> M:
     """Query parameters; the names in `list_fields` may repeat (`?ids=a&ids=b`)."""
     args = request.args

@@ -173,6 +173,20 @@ def build_confirmation_policy(data: dict[str, Any], loc: Loc) -> ConfirmationPol
         raise _validation_errors(error, loc) from None
 
 
+def build_hook_config(data: dict[str, Any] | None, loc: Loc) -> dict[str, Any] | None:
+    """The SDK's `HookConfig` (snake_case or Claude Code's PascalCase keys), as the JSON the
+    record keeps and every open of the conversation gives back to the SDK; None if empty."""
+    from openhands.sdk.hooks import HookConfig
+
+    if not data:
+        return None
+    try:
+        config = HookConfig.model_validate(data)
+    except (ValidationError, ValueError, TypeError) as error:
+        raise _validation_errors(error, loc) from None
+    return None if config.is_empty() else config.model_dump(mode="json", by_alias=True)
+
+
 def build_security_analyzer(data: dict[str, Any] | None, loc: Loc) -> SecurityAnalyzerBase | None:
     from openhands.sdk.security.analyzer import SecurityAnalyzerBase
 

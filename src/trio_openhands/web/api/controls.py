@@ -1,5 +1,6 @@
-"""The reference's conversation controls: `ask_agent`, `condense`, `navigate`, `switch_llm`,
-`switch_acp_model`, and the `runtime` that runs a conversation.
+"""The reference's conversation controls: `ask_agent`, `condense`, `fork`, `navigate`,
+`switch_llm`, `switch_profile`, `switch_acp_model`, `load_plugin`, and the `runtime` that
+runs a conversation.
 
 Thin: parse, call `core.controls` (the SDK's own methods, owned by the conversation's
 scope), answer in the reference's shapes.
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, Response
-from quart_schema import document_request
+from quart_schema import document_querystring, document_request
 
-from trio_openhands.core import controls, sdk_bridge
+from trio_openhands.core import controls, fork, sdk_bridge
 from trio_openhands.core.errors import NotFound
 from trio_openhands.web.api.conversations import info, loaded, success
+from trio_openhands.web.api.models import API_TAGS_SCHEMA, ApiInfoQuery, StrictUuid, check_tags
+from trio_openhands.web.api.settings import load_profile_llm
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import BODY, LOADS, ApiConversationInfo, Success, responses
-from trio_openhands.web.request_parsing import parse_body
+from trio_openhands.web.request_parsing import parse_body, parse_optional_body, parse_query
 
 blueprint = Blueprint("api_controls", __name__)
 
@@ -63,6 +66,35 @@ class SwitchLlmRequest(BaseModel):
     llm: LlmSettings
 
 
+class SwitchProfileRequest(BaseModel):
+    profile_name: str = Field(min_length=1, description="A saved LLM profile (/api/profiles)")
+
+
+class LoadPluginRequest(BaseModel):
+    plugin_ref: str = Field(
+        min_length=1, description="`name` or `name@marketplace` of a registered marketplace"
+    )
+
+
+class ForkRequest(BaseModel):
+    """All optional; no body at all is a fork of the whole conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictUuid | None = Field(default=None, description="The fork's id; null: a new one")
+    title: str | None = Field(default=None, max_length=200)
+    tags: dict[str, str] | None = Field(default=None, json_schema_extra=API_TAGS_SCHEMA)
+    reset_metrics: bool = Field(default=True, description="false: the source's costs too")
+    from_event_id: str | None = Field(
+        default=None, description="Copy only the branch up to this event, HEAD there"
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, tags: dict[str, str] | None) -> dict[str, str] | None:
+        return check_tags(tags)
+
+
 @blueprint.post("/api/conversations/<raw_id>/ask_agent")
 @document_request(AskAgentRequest)
 @responses(AskAgentResponse, *BODY, *LOADS)
@@ -80,6 +112,29 @@ async def condense(raw_id: str) -> Response:
     conversation = await loaded(raw_id)
     await controls.condense(conversation)
     return success()
+
+
+@blueprint.post("/api/conversations/<raw_id>/fork")
+@document_request(ForkRequest)
+@document_querystring(ApiInfoQuery)
+@responses({201: ApiConversationInfo}, 409, *BODY, *LOADS)
+async def fork_conversation(raw_id: str) -> Response:
+    """A new conversation with a copy of this one's history (the SDK's `fork`), idle: a
+    message or `run` continues it with the source's memory. 404 for an unknown conversation
+    or `from_event_id`, 409 for an `id` already taken."""
+    query = parse_query(ApiInfoQuery)
+    request = await parse_optional_body(ForkRequest)
+    source = await loaded(raw_id)
+    forked = await fork.fork(
+        supervisor(),
+        source,
+        fork_id=request.id,
+        title=request.title,
+        tags=request.tags,
+        reset_metrics=request.reset_metrics,
+        from_event_id=request.from_event_id,
+    )
+    return json_response(info(forked.record, forked, query.include_skills), 201)
 
 
 @blueprint.post("/api/conversations/<raw_id>/navigate")
@@ -104,6 +159,33 @@ async def switch_llm(raw_id: str) -> Response:
     conversation = await loaded(raw_id)
     llm = sdk_bridge.build_llm(request.llm.model_dump(), app().settings.llm_api_key)
     await controls.switch_llm(conversation, llm)
+    return success()
+
+
+@blueprint.post("/api/conversations/<raw_id>/switch_profile")
+@document_request(SwitchProfileRequest)
+@responses(Success, 400, *BODY, *LOADS)
+async def switch_profile(raw_id: str) -> Response:
+    """The LLM of a saved profile for the agent from now on, as `switch_llm` (404 for an
+    unknown profile, 400 for one that does not load)."""
+    request = await parse_body(SwitchProfileRequest)
+    conversation = await loaded(raw_id)
+    llm = await load_profile_llm(request.profile_name)
+    # The SDK's registry key for a profile's LLM, as its own switch_profile uses.
+    llm = llm.model_copy(update={"usage_id": f"profile:{request.profile_name}"})
+    await controls.switch_llm(conversation, llm)
+    return success()
+
+
+@blueprint.post("/api/conversations/<raw_id>/load_plugin")
+@document_request(LoadPluginRequest)
+@responses(Success, 400, *BODY, *LOADS)
+async def load_plugin(raw_id: str) -> Response:
+    """A plugin from the agent's registered marketplaces (`agent_context.
+    registered_marketplaces`), added to the running agent by the SDK."""
+    request = await parse_body(LoadPluginRequest)
+    conversation = await loaded(raw_id)
+    await controls.load_plugin(conversation, request.plugin_ref)
     return success()
 
 

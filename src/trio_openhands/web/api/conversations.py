@@ -110,7 +110,11 @@ def _lookup(conversation_id: uuid.UUID) -> tuple[ConversationRecord, Conversatio
 
 
 def _stored_request(
-    request: ApiStartConversationRequest, agent: Any, policy: Any, analyzer: Any
+    request: ApiStartConversationRequest,
+    agent: Any,
+    policy: Any,
+    analyzer: Any,
+    hook_config: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """What the record keeps: enough to describe the conversation without loading it, in
     both dialects (`llm`/`tools` are what the seed's ConversationInfo shows). No secrets."""
@@ -137,6 +141,7 @@ def _stored_request(
             str(request.parent_conversation_id) if request.parent_conversation_id else None
         ),
         "autotitle": request.autotitle,
+        "hook_config": hook_config,
     }
 
 
@@ -144,7 +149,6 @@ def _refuse_unsupported(request: ApiStartConversationRequest) -> None:
     unsupported = {
         "agent_profile_id": request.agent_profile_id,
         "plugins": request.plugins,
-        "hook_config": request.hook_config,
         "agent_launch_additions": request.agent_launch_additions,
     }
     for field, value in unsupported.items():
@@ -262,13 +266,14 @@ async def start_conversation() -> Response:
         request.security_analyzer, ("body", "security_analyzer")
     )
     secrets = api_bridge.build_secrets(request.secrets, ("body", "secrets"), secrets_cipher)
+    hook_config = api_bridge.build_hook_config(request.hook_config, ("body", "hook_config"))
     title_llm = await _title_llm(request)
     conversation_id = request.conversation_id or uuid.uuid4()
     repo = await _make_worktree(request, conversation_id.hex)
     message = (
         sdk_bridge.to_message(request.initial_message.content) if request.initial_message else None
     )
-    stored = _stored_request(request, agent, policy, analyzer)
+    stored = _stored_request(request, agent, policy, analyzer, hook_config)
     if repo is not None:
         stored["worktree"] = {"repository": str(repo), "top": _worktree_top(request, repo)}
     try:

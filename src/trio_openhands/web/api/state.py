@@ -64,7 +64,11 @@ def conversation_info(
         plugins=None,
         parent_conversation_id=request.get("parent_conversation_id"),
         sub_conversation_ids=[],
+        forked_from_conversation_id=request.get("forked_from_conversation_id"),
+        forked_from_event_id=request.get("forked_from_event_id"),
     )
+    if info.get("hook_config") is None:  # the SDK sets its own at the first message or run
+        info["hook_config"] = request.get("hook_config")
     if not include_skills:
         info["agent"] = _without_skills(info.get("agent"))
     return info
@@ -103,7 +107,7 @@ def _stored_state(record: ConversationRecord, conversations_dir: Path) -> dict[s
         "invoked_skills": [],
         "stats": {"usage_to_metrics": {}},
         "secret_registry": {"secret_sources": {}},
-        "hook_config": None,
+        "hook_config": None,  # the record's, below
         "last_user_message_id": None,
         "leaf_event_id": None,
     }
