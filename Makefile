@@ -38,7 +38,8 @@ PYTEST_WORKERS ?= 2
 SKIP_BINARY ?= 1
 
 .PHONY: help install install-dev install-pre-commit-hooks test lint format run demo bench \
-        fuzz binary check-binary clean distclean check-python check-lock print-uv test-ui ui
+        fuzz binary check-binary clean distclean check-python check-lock print-uv test-ui ui \
+        install-postgres check-postgres
 
 help: ## List targets (this message)
 	@echo "Usage: make <target> [PYTEST_ARGS=...] [ARGS=...] [HOST=...] [PORT=...]"
@@ -81,10 +82,28 @@ install-pre-commit-hooks: install-dev ## Install the git pre-commit hook (ruff +
 # --- everyday tasks --------------------------------------------------------------------
 # `uv run` syncs inexactly: it installs whatever is missing and removes nothing.
 
-test: check-python ## Run the tests but the binary's (PYTEST_ARGS="-x -k name" to pass options)
+test: check-python check-postgres ## Run the tests but the binary's (PYTEST_ARGS="-x -k name" to pass options)
 	@rc=0; SKIP_BINARY=$(SKIP_BINARY) $(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): treated as a failure" >&2; fi; \
 	exit $$rc
+
+# The PostgreSQL store's tests start a throwaway cluster from the machine's own server
+# binaries (tests/postgres_cluster.py): Debian's postgresql package, found through
+# `pg_config --bindir` or under /usr/lib/postgresql/*/bin. Without them those tests are
+# skipped; CI installs the package first (`make install-postgres`), so there they always run.
+PG_HAS_INITDB = { bindir="$$(pg_config --bindir 2>/dev/null || true)"; [ -n "$$bindir" ] && [ -x "$$bindir/initdb" ] \
+	|| compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
+
+check-postgres:
+	@$(PG_HAS_INITDB) || echo "note: no PostgreSQL server binaries (initdb): the PostgreSQL store's tests will be skipped; make install-postgres (Debian's postgresql package) installs them" >&2
+
+install-postgres: ## Install Debian's postgresql package (the store tests' initdb and pg_ctl) if missing
+	@if ! $(PG_HAS_INITDB); then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y postgresql || { apt-get update && apt-get install -y postgresql; }; \
+	  else echo "error: no PostgreSQL server binaries: install Debian's postgresql package (apt-get install postgresql)" >&2; exit 1; fi; \
+	fi
 
 lint: check-python ## Run all pre-commit hooks on all files (ruff check, ruff format --check, pyright)
 	$(UV) run --frozen pre-commit run --all-files --show-diff-on-failure
