@@ -115,6 +115,49 @@ async def test_it_answers_as_the_sdks_local_file_store(
     ]
 
 
+async def test_what_a_listing_fetched_never_hides_this_stores_writes(
+    database: Database, lease: Lease
+) -> None:
+    """A listing keeps its small files' contents for one read each; this store's own
+    writes and deletes after it are what reads return."""
+    store = await file_store(database, lease)
+
+    def scenario() -> list[object]:
+        seen: list[object] = []
+        for name in ("a", "b", "c"):
+            store.write(f"events/{name}.json", f"old {name}")
+        store.write("events/big.json", "x" * (sdk_files.PREFETCH_MAX_FILE_BYTES + 1))
+        store.list("events")
+        store.write("events/a.json", "new a")
+        store.delete("events/b.json")
+        seen.append(store.read("events/a.json"))
+        try:
+            store.read("events/b.json")
+        except FileNotFoundError:
+            seen.append("b gone")
+        seen.append(store.read("events/c.json"))
+        seen.append(store.read("events/c.json"))  # the second read is the database's
+        seen.append(len(store.read("events/big.json")))
+        store.list("events")
+        store.delete("events")
+        seen.append(store.exists("events/c.json"))
+        try:
+            store.read("events/c.json")
+        except FileNotFoundError:
+            seen.append("c gone")
+        return seen
+
+    assert await in_thread(scenario) == [
+        "new a",
+        "b gone",
+        "old c",
+        "old c",
+        sdk_files.PREFETCH_MAX_FILE_BYTES + 1,
+        False,
+        "c gone",
+    ]
+
+
 async def test_a_conversation_persists_through_it_and_reloads_from_it(
     database: Database, lease: Lease, tmp_path: Path
 ) -> None:

@@ -17,11 +17,19 @@ process or any other (`locks`: an advisory lock on a connection of the lock pool
 the lock's duration), waiting at most `timeout` seconds, then `TimeoutError` as the SDK
 expects. Not re-entrant: the SDK never nests a lock of one path.
 
+Listing a directory keeps the contents of its small files for one read each (the SDK lists
+events/ and then reads every event when it loads a conversation: one query instead of one
+per event). A write or delete through this store drops what it changes from them, so this
+store never reads back older content than it wrote. Another writer's change between a
+listing and the read is not seen: only the lease holder writes, and a store whose fence is
+stale is discarded.
+
 This module imports the SDK (`openhands.sdk.io`): import it only once the SDK is loaded.
 """
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -43,25 +51,56 @@ class PostgresFileStore(FileStore):
         self.database = database
         self.fence = fence
         self.conversation_id = fence.conversation_id
+        # Contents a listing fetched, by key, each for one read; `_changes` counts this
+        # store's writes so that a listing racing with one keeps nothing.
+        self._prefetched: dict[str, bytes] = {}
+        self._changes = 0
+        self._prefetch_lock = threading.Lock()
 
     def write(self, path: str, contents: str | bytes) -> None:
         content = contents.encode() if isinstance(contents, str) else contents
-        sdk_files.blocking_write(self.database, self.fence, path, content)
+        try:
+            sdk_files.blocking_write(self.database, self.fence, path, content)
+        finally:
+            self._forget(sdk_files.normalize(path))
 
     def read(self, path: str) -> str:
-        content = sdk_files.blocking_read(self.database, self.conversation_id, path)
+        key = sdk_files.normalize(path)
+        with self._prefetch_lock:
+            content = self._prefetched.pop(key, None)
+        if content is None:
+            content = sdk_files.blocking_read(self.database, self.conversation_id, key)
         if content is None:
             raise FileNotFoundError(path)
         return content.decode()
 
     def list(self, path: str) -> list[str]:
-        return sdk_files.blocking_list(self.database, self.conversation_id, path)
+        with self._prefetch_lock:
+            changes = self._changes
+        entries, contents = sdk_files.blocking_list(self.database, self.conversation_id, path)
+        with self._prefetch_lock:
+            if changes == self._changes:
+                self._prefetched.update(contents)
+        return entries
 
     def delete(self, path: str) -> None:
-        sdk_files.blocking_delete(self.database, self.fence, path)
+        key = sdk_files.normalize(path)
+        try:
+            sdk_files.blocking_delete(self.database, self.fence, key)
+        finally:
+            self._forget(key, with_children=True)
 
     def exists(self, path: str) -> bool:
         return sdk_files.blocking_exists(self.database, self.conversation_id, path)
+
+    def _forget(self, key: str, *, with_children: bool = False) -> None:
+        with self._prefetch_lock:
+            self._changes += 1
+            self._prefetched.pop(key, None)
+            if with_children:
+                under = f"{key}/" if key else ""
+                for stale in [k for k in self._prefetched if k.startswith(under)]:
+                    del self._prefetched[stale]
 
     def get_absolute_path(self, path: str) -> str:
         """A name for logs: there is no file on a disk."""

@@ -106,21 +106,50 @@ def blocking_paths(database: Database, conversation_id: uuid.UUID, path: str = "
     return [row[0] for row in rows]
 
 
-def blocking_list(database: Database, conversation_id: uuid.UUID, path: str) -> list[str]:
+# `blocking_list` also returns the contents of the small files right under the directory:
+# the SDK lists events/ and then reads every event file, one query each, when it loads a
+# conversation; with them it reads none (1,000 events: one query instead of 1,001).
+PREFETCH_MAX_FILE_BYTES = 64 * 1024
+
+_LIST = """
+SELECT path, CASE WHEN strpos(substr(path, %(skip)s), '/') = 0
+                   AND octet_length(content) <= %(max)s THEN content END
+FROM sdk_files WHERE conversation_id = %(conversation)s
+    AND (path = %(path)s OR path LIKE %(under)s)
+ORDER BY path
+"""
+
+
+def blocking_list(
+    database: Database, conversation_id: uuid.UUID, path: str
+) -> tuple[list[str], dict[str, bytes]]:
     """What is right under `path`, each as `path/name` (a directory with a trailing `/`),
-    as the SDK's LocalFileStore lists; `[path]` for a file; `[]` for nothing."""
+    as the SDK's LocalFileStore lists; `[path]` for a file; `[]` for nothing. With it, by
+    key, the contents of the small files right under `path` (see PREFETCH_MAX_FILE_BYTES)."""
     key = normalize(path)
+    params = {
+        "conversation": conversation_id,
+        "path": key,
+        "under": _like_under(key),
+        "skip": len(key) + 2 if key else 1,  # 1-based, past "key/"
+        "max": PREFETCH_MAX_FILE_BYTES,
+    }
+    with database.connection() as connection:
+        rows = connection.execute(_LIST, params).fetchall()
     found: list[str] = []
     seen: set[str] = set()
-    for stored in blocking_paths(database, conversation_id, key):
+    contents: dict[str, bytes] = {}
+    for stored, content in rows:
         if stored == key:
-            return [path]
+            return [path], {}
         name, slash, _ = (stored[len(key) + 1 :] if key else stored).partition("/")
         entry = posixpath.join(path, name) + slash
         if entry not in seen:
             seen.add(entry)
             found.append(entry)
-    return found
+        if content is not None:
+            contents[stored] = bytes(content)
+    return found, contents
 
 
 def blocking_exists(database: Database, conversation_id: uuid.UUID, path: str) -> bool:
