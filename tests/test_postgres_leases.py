@@ -1,4 +1,5 @@
-"""Leases and fencing on a real PostgreSQL: claims, renewals, takeovers, fenced writes.
+"""Leases and fencing on a real PostgreSQL: claims, renewals, takeovers, fenced writes;
+the instances registry.
 
 Expiry is made deterministic without waiting: an instance that asks for a lease of 0 s
 holds one that has expired by the next statement (the database's clock moves on), which is
@@ -18,6 +19,7 @@ import trio
 from trio_openhands.stores.postgres.catalog import Catalog
 from trio_openhands.stores.postgres.database import open_database
 from trio_openhands.stores.postgres.fencing import HELD, Fence, LeaseLost
+from trio_openhands.stores.postgres.instances import InstanceRegistry, new_instance_id
 from trio_openhands.stores.postgres.leases import LeaseStore, blocking_claim
 
 if TYPE_CHECKING:
@@ -172,3 +174,23 @@ def test_fence_params_name_the_holder() -> None:
         "fence_owner": "a",
         "fence_token": 3,
     }
+
+
+async def test_instances_are_found_while_they_live(database: Database) -> None:
+    a_id, b_id = new_instance_id(), new_instance_id()
+    assert a_id != b_id
+    a = InstanceRegistry(database, a_id, "http://10.0.0.1:8000")
+    b = InstanceRegistry(database, b_id, "http://10.0.0.2:8000", ttl=0)  # its time is up
+    with trio.fail_after(10):
+        await a.register()
+        await b.register()
+        assert await b.address_of(a_id) == "http://10.0.0.1:8000"
+        assert await a.address_of(b_id) is None  # expired: claim, don't forward
+        assert [instance.id for instance in await a.live()] == [a_id]
+
+        a.address = "http://10.0.0.1:9000"
+        await a.register()  # the heartbeat: refreshed, and the address follows
+        assert await b.address_of(a_id) == "http://10.0.0.1:9000"
+        await a.deregister()
+        assert await b.address_of(a_id) is None
+        assert await a.live() == []

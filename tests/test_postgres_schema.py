@@ -9,7 +9,7 @@ import trio
 from trio_openhands.stores.postgres import schema
 from trio_openhands.stores.postgres.database import DatabaseUnavailable, open_database
 
-TABLES = {"schema_version", "conversations", "sdk_files", "events", "blobs", "leases"}
+TABLES = {"schema_version", "conversations", "sdk_files", "events", "blobs", "leases", "instances"}
 
 
 def tables_and_versions(url: str) -> tuple[set[str], list[int]]:
@@ -77,15 +77,37 @@ async def test_a_newer_schema_is_refused_naming_both_versions(postgres_url: str)
 
 
 async def test_an_older_release_refuses_a_database_this_one_migrated(postgres_url: str) -> None:
-    """What the previous release sees (its target one version lower)."""
+    """What the previous release sees (its migrations one step fewer)."""
     with trio.fail_after(10):
         async with open_database(postgres_url) as database:
             with pytest.raises(schema.SchemaTooNew):
                 await database.run(
-                    lambda connection: schema.blocking_migrate(
-                        connection, target=schema.SCHEMA_VERSION - 1
-                    )
+                    lambda connection: schema.blocking_migrate(connection, schema.MIGRATIONS[:-1])
                 )
+
+
+async def test_a_later_release_applies_only_its_new_steps(postgres_url: str) -> None:
+    """The next release's migration: its one new step, once, over the existing data."""
+    next_release = (*schema.MIGRATIONS, "ALTER TABLE conversations ADD COLUMN archived boolean")
+    with trio.fail_after(10):
+        async with open_database(postgres_url) as database:
+            await database.run(
+                lambda connection: connection.execute(
+                    "INSERT INTO conversations (id, meta) VALUES (gen_random_uuid(), '{}')"
+                )
+            )
+            for expected_before in (schema.SCHEMA_VERSION, len(next_release)):
+                before = await database.run(
+                    lambda connection: schema.blocking_migrate(connection, next_release)
+                )
+                assert before == expected_before
+            rows = await database.run(
+                lambda connection: connection.execute(
+                    "SELECT meta, archived FROM conversations"
+                ).fetchall()
+            )
+    assert rows == [({}, None)]
+    assert tables_and_versions(postgres_url)[1] == list(range(1, len(next_release) + 1))
 
 
 async def test_no_database_answering_fails_within_the_timeout(unused_loopback_port: int) -> None:

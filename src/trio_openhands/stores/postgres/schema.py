@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import psycopg
 
 # pg_advisory_xact_lock key taken while migrating ("toh-schm" as a big-endian bigint).
@@ -71,6 +73,15 @@ CREATE TABLE leases (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX leases_by_expiry ON leases (expires_at) WHERE owner IS NOT NULL;
+
+-- The live instances and the internal address each serves on, for forwarding a command to
+-- a conversation's owner (the lease names the owner, this row where to reach it).
+CREATE TABLE instances (
+    id text PRIMARY KEY,
+    address text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
 """
 
 # MIGRATIONS[n - 1] brings a database from version n - 1 to version n.
@@ -91,11 +102,13 @@ class SchemaTooNew(RuntimeError):
         self.supported = supported
 
 
-def blocking_migrate(connection: psycopg.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Bring the database to version `target`; returns the version it was at before.
+def blocking_migrate(connection: psycopg.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:
+    """Bring the database to version `len(migrations)`; returns the version it was at.
 
-    Idempotent: at `target` already, it changes nothing. Raises `SchemaTooNew` when the
-    database is beyond `target` (`target` is only lowered by tests)."""
+    Idempotent: at that version already, it changes nothing. Raises `SchemaTooNew` when the
+    database is beyond it. (`migrations` is other than `MIGRATIONS` only in tests: the
+    steps of an older or a newer release.)"""
+    target = len(migrations)
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         connection.execute(
@@ -108,7 +121,7 @@ def blocking_migrate(connection: psycopg.Connection, target: int = SCHEMA_VERSIO
         if found > target:
             raise SchemaTooNew(found, target)
         for version in range(found + 1, target + 1):
-            connection.execute(MIGRATIONS[version - 1].encode())
+            connection.execute(migrations[version - 1].encode())
             connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
         return found
 
