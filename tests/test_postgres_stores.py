@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg.errors
@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from trio_openhands.stores.postgres.blobs import BlobStore
-from trio_openhands.stores.postgres.catalog import Catalog
+from trio_openhands.stores.postgres.catalog import Catalog, UnknownPage
 from trio_openhands.stores.postgres.database import open_database
 from trio_openhands.stores.postgres.events import EventStore, StoredEvent
 from trio_openhands.stores.postgres.fencing import LeaseLost
@@ -68,6 +68,45 @@ async def test_catalog_round_trip_and_batch_order(database: Database) -> None:
             second.conversation_id.hex,
         ]
         assert await catalog.count() == 2
+
+
+async def test_catalog_pages_in_every_order_and_status(database: Database) -> None:
+    catalog = Catalog(database)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with trio.fail_after(10):
+        leases = [await owned(database) for _ in range(5)]
+        for number, lease in enumerate(leases):
+            meta = {"n": number, "status": "idle" if number % 2 else "finished"}
+            await catalog.put(
+                lease.fence,
+                meta,
+                created_at=start + timedelta(minutes=number),
+                updated_at=start + timedelta(hours=1, minutes=-number),
+            )
+        # A later write without times keeps the creation time and stamps the update now.
+        await catalog.put(leases[0].fence, {"n": 0, "status": "finished"})
+
+        async def numbers(**search: Any) -> list[list[int]]:
+            pages: list[list[int]] = []
+            page_id = None
+            while True:
+                page, page_id = await catalog.page(page_id=page_id, limit=2, **search)
+                pages.append([meta["n"] for meta in page])
+                if page_id is None:
+                    return pages
+
+        assert await numbers(sort_order="CREATED_AT") == [[0, 1], [2, 3], [4]]
+        assert await numbers(sort_order="CREATED_AT_DESC") == [[4, 3], [2, 1], [0]]
+        assert await numbers(sort_order="UPDATED_AT") == [[4, 3], [2, 1], [0]]
+        assert await numbers(sort_order="UPDATED_AT_DESC") == [[0, 1], [2, 3], [4]]
+        assert await numbers(sort_order="CREATED_AT", status="finished") == [[0, 2], [4]]
+        assert await catalog.count() == 5
+        assert await catalog.count("idle") == 2
+
+        with pytest.raises(UnknownPage):
+            await catalog.page(page_id=uuid.uuid4())
+        with pytest.raises(UnknownPage):  # in the catalog, not in this search
+            await catalog.page(page_id=leases[1].conversation_id, status="finished")
 
 
 async def test_events_keep_their_text_and_order_and_refuse_duplicates(

@@ -30,6 +30,7 @@ CREATE TABLE conversations (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX conversations_by_created_at ON conversations (created_at, id);
 CREATE INDEX conversations_by_updated_at ON conversations (updated_at, id);
 
 -- The SDK's own files (base_state.json, events/...), per conversation. The C collation lets
