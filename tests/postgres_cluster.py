@@ -40,6 +40,7 @@ INSTALL_HINT = (
 # The user the cluster runs as when the tests run as root (Debian's package creates it).
 CLUSTER_USER = "postgres"
 START_TIMEOUT_SECONDS = 30
+START_ATTEMPTS = 3
 
 
 def find_bindir() -> Path | None:
@@ -97,7 +98,7 @@ class PostgresCluster:
             log = self.log_file.read_text() if self.log_file.exists() else ""
             raise RuntimeError(f"{what} failed ({result.returncode}):\n{result.stderr}\n{log}")
 
-    def start(self) -> None:
+    def initdb(self) -> None:
         self._check(
             self._pg(
                 "initdb",
@@ -112,6 +113,8 @@ class PostgresCluster:
             ),
             "initdb",
         )
+
+    def start(self) -> None:
         options = " ".join(
             [
                 f"-p {self.port}",
@@ -183,8 +186,17 @@ def _start_cluster(base: Path) -> PostgresCluster:
         os.chown(base, account.pw_uid, account.pw_gid)
         run_as = ["runuser", "-u", CLUSTER_USER, "--"]
     cluster = PostgresCluster(bindir=bindir, base=base, port=_free_loopback_port(), run_as=run_as)
-    cluster.start()
-    return cluster
+    cluster.initdb()
+    for attempt in range(START_ATTEMPTS):
+        try:
+            cluster.start()
+        except RuntimeError:  # most likely the port, taken since we found it free
+            if attempt == START_ATTEMPTS - 1:
+                raise
+            cluster.port = _free_loopback_port()
+        else:
+            return cluster
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
