@@ -7,6 +7,7 @@ server, their events in the log."""
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,9 @@ async def event_ids(session: SdkSession, conversation_id: str) -> list[str]:
 
 
 @OPEN
-async def test_fork_is_a_conversation_of_its_own_that_runs_to_finished(sdk: SdkSession) -> None:
+async def test_fork_is_a_conversation_of_its_own_that_runs_to_finished(
+    sdk: SdkSession, caplog: pytest.LogCaptureFixture
+) -> None:
     first = sdk.fake_llm.script("fork-source", [text("the source's answer")])
     client = await sdk.open()
     source = client.conversation
@@ -90,9 +93,13 @@ async def test_fork_is_a_conversation_of_its_own_that_runs_to_finished(sdk: SdkS
     with pytest.raises(httpx.HTTPStatusError) as unknown_event:
         await call(source.fork, from_event_id="no-such-event")
     assert unknown_event.value.response.status_code == 404
-    # Deleting the fork leaves the source.
+    # Deleting the fork leaves the source; so does deleting one that never ran.
     assert (await sdk.server.client.delete(f"/api/conversations/{fork.id}")).status_code == 200
+    idle = (await sdk.server.client.post(f"/api/conversations/{client.id}/fork")).json()
+    assert (await sdk.server.client.delete(f"/api/conversations/{idle['id']}")).status_code == 200
     assert (await sdk.server.client.get(f"/api/conversations/{client.id}")).status_code == 200
+    server_errors = [r for r in caplog.records if r.name.startswith("trio_openhands")]
+    assert not [r.getMessage() for r in server_errors if r.levelno >= logging.ERROR]
 
 
 def deny_once_script(folder: Path) -> Path:

@@ -49,7 +49,10 @@ def subprocess_terminals(sdk_conversation: Any) -> Iterator[Any]:
     """The SDK's `SubprocessTerminal`s behind the conversation's terminal executors."""
     from openhands.tools.terminal.terminal.subprocess_terminal import SubprocessTerminal
 
-    tools_map = getattr(getattr(sdk_conversation, "agent", None), "tools_map", None) or {}
+    try:
+        tools_map = getattr(getattr(sdk_conversation, "agent", None), "tools_map", None) or {}
+    except RuntimeError:  # the agent was never initialized (never ran): no terminal started
+        return
     for tool in list(tools_map.values()):
         executor = getattr(tool, "executor", None)
         sessions = [getattr(executor, "_session", None)]
