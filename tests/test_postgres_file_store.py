@@ -330,3 +330,50 @@ async def test_a_stale_owner_writes_and_deletes_nothing(
 
     await in_thread(lambda: b_store.write("base_state.json", "by b"))
     assert stored() == [("base_state.json", b"by b")]
+
+
+async def test_the_sdk_of_an_instance_that_lost_its_lease_writes_nothing(
+    database: Database, tmp_path: Path, postgres_url: str
+) -> None:
+    """A's LocalConversation keeps running after B took the conversation over (a paused VM
+    that wakes up): its next message fails with LeaseLost and no row changes."""
+    conversation_id = uuid.uuid4()
+    a_lease = await LeaseStore(database, "instance-a", ttl=0).claim(conversation_id)
+    assert a_lease is not None
+    a_store = await file_store(database, a_lease)
+
+    def snapshot() -> list[tuple[str, bytes]]:
+        with psycopg.connect(postgres_url) as connection:
+            rows = connection.execute(
+                "SELECT path, content FROM sdk_files WHERE conversation_id = %s ORDER BY path",
+                (conversation_id,),
+            ).fetchall()
+        return [(path, bytes(content)) for path, content in rows]
+
+    def open_on_a() -> Any:
+        from openhands.sdk import Agent, LocalConversation
+        from openhands.sdk.testing import TestLLM
+
+        conversation = LocalConversation(
+            agent=Agent(llm=TestLLM.from_messages([]), tools=[]),
+            workspace=str(tmp_path / "work"),
+            file_store=a_store,
+            conversation_id=conversation_id,
+            visualizer=None,
+            delete_on_close=False,
+        )
+        conversation.send_message("before the takeover")
+        return conversation
+
+    conversation = await in_thread(open_on_a)
+    assert await LeaseStore(database, "instance-b").claim(conversation_id) is not None
+    before = await in_thread(snapshot)
+    assert any(path.startswith("events/event-") for path, _ in before)
+
+    try:
+        with pytest.raises(LeaseLost):
+            await in_thread(lambda: conversation.send_message("after the takeover"))
+        assert await in_thread(snapshot) == before
+    finally:
+        await in_thread(conversation.close)  # nothing to write: it closes
+    assert await in_thread(snapshot) == before
