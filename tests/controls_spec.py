@@ -1,21 +1,26 @@
 """Requests that reach every conversation-control operation (ask_agent, condense, fork,
-navigate, switch_llm, switch_profile, load_plugin, ...), for tests/test_openapi.py's check
-that real answers match the spec."""
+navigate, switch_llm, switch_profile, load_plugin, goal, ...) and `/api/hooks`, for
+tests/test_openapi.py's check that real answers match the spec."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     import httpx
 
     Call = Callable[..., Awaitable[httpx.Response]]
 
 
-async def reach_control_operations(call: Call, conversation_id: str, llm: dict[str, Any]) -> None:
-    """`conversation_id` is an /api conversation with events, not running."""
+async def reach_control_operations(
+    call: Call, conversation_id: str, llm: dict[str, Any], workspace: Path
+) -> None:
+    """`conversation_id` is an /api conversation with events, not running; it runs a goal
+    loop's messages once this returns."""
     conv = {"conversation_id": conversation_id}
     unknown = {"conversation_id": "00000000-0000-4000-8000-000000000000"}
     one = "/api/conversations/{conversation_id}"
@@ -54,3 +59,21 @@ async def reach_control_operations(call: Call, conversation_id: str, llm: dict[s
     await call("get", one + "/runtime", 404, unknown)
     await call("post", one + "/runtime/reprovision", 200, conv)
     await call("post", one + "/runtime/reprovision", 404, unknown)
+    hooks = workspace / "hooked" / ".openhands"
+    hooks.mkdir(parents=True)
+    stop = {"stop": [{"matcher": "*", "hooks": [{"type": "command", "command": "true"}]}]}
+    (hooks / "hooks.json").write_text(json.dumps(stop))
+    loaded = (await call("post", "/api/hooks", 200, json={"project_dir": "hooked"})).json()
+    assert loaded["hook_config"]["stop"][0]["hooks"][0]["command"] == "true"
+    await call("post", "/api/hooks", 200, json={})
+    await call("post", "/api/hooks", 422, json={"project_dir": 3})
+    goal = one + "/goal"
+    await call("post", goal + "/resume", 400, conv)  # no goal yet
+    await call("post", goal, 200, conv, json={"objective": "spec goal", "max_iterations": 1})
+    await call("post", goal, 409, conv, json={"objective": "another"})
+    await call("post", goal + "/resume", 409, conv)
+    await call("post", goal + "/stop", 200, conv)
+    await call("post", goal, 422, conv, json={})
+    await call("post", goal, 404, unknown, json={"objective": "spec goal"})
+    await call("post", goal + "/stop", 404, unknown)
+    await call("post", goal + "/resume", 404, unknown)

@@ -234,7 +234,7 @@ async def test_real_answers_match_the_spec_on_every_operation(
     scratch, workspace = server.settings.conversations_dir.parent, server.settings.workspace_dir
     await reach_extras_operations(call, scratch, workspace, api_id)
     await reach_settings_operations(call, llm_settings(fake_llm))
-    await reach_control_operations(call, api_id, llm_settings(fake_llm))
+    await reach_control_operations(call, api_id, llm_settings(fake_llm), workspace)
     await call("delete", one, 200, conv)
     await call("delete", one, 404, conv)
     await call("delete", one, 422, malformed)

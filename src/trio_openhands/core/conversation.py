@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from openhands.sdk.event import Event
 
     from trio_openhands.core.asyncio_host import AsyncioHost
+    from trio_openhands.core.goals import GoalLoop
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Conversation:
         # is logged), "running", "settled" (its settled status logged, the task ending).
         self._run_phase = "none"
         self.waiting_for_slot = False
+        self.goal: GoalLoop | None = None  # an active /goal loop (core/goals.py)
         # Called on the Trio thread when a run task ends, after its settled status is
         # published (the /api sockets send a full_state snapshot then). Must not raise.
         self.run_end_listeners: set[Callable[[], None]] = set()
@@ -336,11 +338,14 @@ class Conversation:
     async def wait_run_finished(self) -> None:
         await self._run_finished.wait()
 
-    async def send_message(self, message: Message, run: bool) -> None:
+    async def send_message(self, message: Message, run: bool, *, from_goal: bool = False) -> None:
         """A new message supersedes an action waiting for approval: the action is rejected,
         as the SDK itself does when a message lands mid-step, so that the next run cannot
-        execute it unapproved."""
+        execute it unapproved. A user's message also supersedes a /goal loop, as in the
+        reference (the loop's own messages are `from_goal`)."""
         assert self.sdk is not None
+        if self.goal is not None and not from_goal:
+            await self.goal.stop()
         if sdk_bridge.status_of(self.sdk) == "waiting_for_confirmation":
             await trio.to_thread.run_sync(
                 self.sdk.reject_pending_actions, "Superseded by a new user message"

@@ -31,6 +31,8 @@ from trio_openhands.web.api import conversations as api_conversations
 from trio_openhands.web.api import events as api_events
 from trio_openhands.web.api import files as api_files
 from trio_openhands.web.api import git as api_git
+from trio_openhands.web.api import goals as api_goals
+from trio_openhands.web.api import hooks as api_hooks
 from trio_openhands.web.api import llm as api_llm
 from trio_openhands.web.api import mcp as api_mcp
 from trio_openhands.web.api import plugins as api_plugins
@@ -168,7 +170,7 @@ def create_app(
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
     api_modules += (api_skills, api_plugins, api_tools, api_vscode, api_workspaces)
     api_modules += (api_auth, api_workspace_static, api_mcp)
-    api_modules += (api_controls,)
+    api_modules += (api_controls, api_goals, api_hooks)
     config_modules = (api_settings, api_profiles, api_agent_profiles, api_llm)
     for module in (health, docs, *seed_modules, *api_modules, *config_modules):
         app.register_blueprint(module.blueprint)
