@@ -13,7 +13,7 @@ import trio
 from openhands.sdk.utils.cipher import Cipher
 from trio_websocket import open_websocket_url
 
-from tests.conftest import LiveServer, llm_settings, wait_status
+from tests.conftest import LiveServer, llm_settings, start_server, test_settings, wait_status
 from trio_openhands.testing.fake_llm import FakeLLM, finish, http_error, text, tool_call
 
 if TYPE_CHECKING:
@@ -127,6 +127,34 @@ async def test_agent_settings_that_cannot_be_served_are_a_422_naming_them(
         refused = await create(server, ui_request(server, {"llm": llm}, **{field: value}), 422)
         assert refused["detail"][0]["loc"] == ["body", field]
     assert (await server.client.get("/api/conversations/count")).json() == 0
+
+
+async def test_hooks_outlive_a_restart(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """The SDK keeps no hooks on disk: the server gives them back at every open."""
+    settings = test_settings(tmp_path)
+    first = await start_server(nursery, settings)
+    hooks = {"Stop": [{"hooks": [{"type": "command", "command": "true"}]}]}  # PascalCase too
+    info = await create(
+        first, ui_request(first, {"llm": llm_settings(fake_llm)}, hook_config=hooks)
+    )
+    await first.aclose()
+    second = await start_server(nursery, settings)
+    try:
+        tag = fake_llm.script("hooks-restart", [text("after the restart")])
+        sent = await second.client.post(
+            f"/api/conversations/{info['id']}/events", json=message(f"go {tag}")
+        )
+        assert sent.status_code == 200, sent.text
+        await wait_status(second, info["id"], "finished")
+        search = await second.client.get(
+            f"/api/conversations/{info['id']}/events/search", params={"kind": "HookExecutionEvent"}
+        )
+        ran = [(e["hook_event_type"], e["success"]) for e in search.json()["items"]]
+        assert ran == [("Stop", True)]
+    finally:
+        await second.aclose()
 
 
 async def test_client_tools_are_called_and_acknowledged(
