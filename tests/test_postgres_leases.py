@@ -9,6 +9,7 @@ what a paused or dead instance's lease looks like once its time is up.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -19,6 +20,7 @@ import trio
 from trio_openhands.stores.postgres.catalog import Catalog
 from trio_openhands.stores.postgres.database import open_database
 from trio_openhands.stores.postgres.fencing import HELD, Fence, LeaseLost
+from trio_openhands.stores.postgres.heartbeat import heartbeat
 from trio_openhands.stores.postgres.instances import InstanceRegistry, new_instance_id
 from trio_openhands.stores.postgres.leases import LeaseStore, blocking_claim
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from trio_openhands.stores.postgres.database import Database
+    from trio_openhands.stores.postgres.leases import Lease
 
 
 @pytest.fixture
@@ -194,3 +197,48 @@ async def test_instances_are_found_while_they_live(database: Database) -> None:
         await a.deregister()
         assert await b.address_of(a_id) is None
         assert await a.live() == []
+
+
+async def test_the_heartbeat_reports_a_takeover_and_survives_a_lost_connection(
+    database: Database, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Instance A (pools of its own, so that its connections can be cut alone) beats; its
+    renewals of 0 s leave its leases claimable at any time, as a paused instance's are."""
+    async with open_database(postgres_url, application_name="instance-a") as a_database:
+        a = LeaseStore(a_database, "instance-a", ttl=0)
+        registry = InstanceRegistry(a_database, "instance-a", "http://10.0.0.1:8000")
+        b = LeaseStore(database, "instance-b")
+        kept, taken, later = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        held = [lease for c in (kept, taken, later) if (lease := await a.claim(c)) is not None]
+        assert len(held) == 3
+        lost: list[Lease] = []
+        reported = trio.Event()
+
+        def on_lost(lease: Lease) -> None:
+            lost.append(lease)
+            held.remove(lease)  # the supervisor stops that conversation here
+            reported.set()
+
+        beat = partial(heartbeat, a, lambda: held, on_lost, registry=registry, interval=0.01)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(beat)
+                assert await registry.address_of("instance-a") == "http://10.0.0.1:8000"
+                assert await b.claim(taken) is not None
+                await reported.wait()
+                assert [lease.conversation_id for lease in lost] == [taken]
+
+                # A's connections are cut: a beat fails, is logged, and a later one gets
+                # through.
+                with psycopg.connect(postgres_url, autocommit=True) as connection:
+                    connection.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = 'instance-a'"
+                    )
+                reported = trio.Event()
+                assert await b.claim(later) is not None
+                await reported.wait()
+                nursery.cancel_scope.cancel()
+    assert [lease.conversation_id for lease in lost] == [taken, later]
+    assert [lease.conversation_id for lease in held] == [kept]
+    assert any("did not answer" in record.message for record in caplog.records)

@@ -2,6 +2,7 @@
 
 One module per concept: `database` (pools in worker threads, migration at open), `schema`
 (the versioned tables), `leases` (who owns a conversation, fenced by a token),
+`heartbeat` (the task renewing an instance's leases),
 `instances` (the live instances' addresses, to forward to an owner), `fencing`
 (the check every owner's write makes), `locks` (advisory locks across processes),
 `catalog`, `events`, `blobs` and `sdk_files` (the stores over the tables),

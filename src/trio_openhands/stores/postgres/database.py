@@ -73,10 +73,11 @@ class Database:
         pool_size: int = DEFAULT_POOL_SIZE,
         lock_pool_size: int = DEFAULT_LOCK_POOL_SIZE,
         timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        application_name: str = APPLICATION_NAME,
     ) -> None:
         self.url = url
         self.timeout = timeout
-        kwargs: dict[str, Any] = {"autocommit": True, "application_name": APPLICATION_NAME}
+        kwargs: dict[str, Any] = {"autocommit": True, "application_name": application_name}
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -168,15 +169,22 @@ async def open_database(
     pool_size: int = DEFAULT_POOL_SIZE,
     lock_pool_size: int = DEFAULT_LOCK_POOL_SIZE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    application_name: str = APPLICATION_NAME,
     migrate: bool = True,
 ) -> AsyncIterator[Database]:
     """The database, opened and migrated for the block's duration, closed after it.
 
     Raises `DatabaseUnavailable` when PostgreSQL does not answer within `connect_timeout`
     seconds (also how long a statement waits for a free connection), and
-    `schema.SchemaTooNew` when a newer release migrated the database."""
+    `schema.SchemaTooNew` when a newer release migrated the database. `application_name`
+    is what PostgreSQL shows of these connections (`pg_stat_activity`): put the instance
+    id in it to tell the instances' connections apart."""
     database = Database(
-        url, pool_size=pool_size, lock_pool_size=lock_pool_size, timeout=connect_timeout
+        url,
+        pool_size=pool_size,
+        lock_pool_size=lock_pool_size,
+        timeout=connect_timeout,
+        application_name=application_name,
     )
     try:
         await trio.to_thread.run_sync(lambda: database.blocking_open(migrate=migrate))
