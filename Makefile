@@ -37,7 +37,7 @@ PYTEST_WORKERS ?= 2
 # `make check-binary` builds and runs only it.
 SKIP_BINARY ?= 1
 
-.PHONY: help install install-dev install-pre-commit-hooks test lint format run demo bench \
+.PHONY: help install install-dev install-pre-commit-hooks test test-e2e lint format run demo bench \
         fuzz binary check-binary clean distclean check-python check-lock print-uv test-ui ui \
         install-postgres check-postgres
 
@@ -86,6 +86,9 @@ test: check-python check-postgres ## Run the tests but the binary's (PYTEST_ARGS
 	@rc=0; SKIP_BINARY=$(SKIP_BINARY) $(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): treated as a failure" >&2; fi; \
 	exit $$rc
+
+test-e2e: check-python ## Run the slow end-to-end checks (tests/e2e/: kill -9 mid-burst, five rounds; a few minutes)
+	$(UV) run --frozen pytest -m e2e tests/e2e $(PYTEST_ARGS) -s
 
 # The PostgreSQL store's tests start a throwaway cluster from the machine's own server
 # binaries (tests/postgres_cluster.py): Debian's postgresql package, found through
