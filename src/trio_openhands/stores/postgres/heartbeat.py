@@ -44,8 +44,9 @@ async def heartbeat(
 
     `held` is read at each beat (the leases this instance holds now); `on_lost(lease)` runs
     on the Trio thread for each that was taken over or released meanwhile, at every beat
-    until `held` no longer returns it, and must not block. The first beat is made before `task_status.started()`, so a caller knows its
-    leases were renewed (and the instance registered) once `start` returns."""
+    until `held` no longer returns it, and must not block. The first beat is made before
+    `task_status.started()`, so a caller knows its leases were renewed (and the instance
+    registered) once `start` returns."""
     period = leases.ttl / 3 if interval is None else interval
     await _beat(leases, held, on_lost, registry)
     task_status.started()
@@ -64,7 +65,7 @@ async def _beat(
         if registry is not None:
             await registry.register()
         _, lost = await leases.renew_many(list(held()))
-    except (psycopg.OperationalError, DatabaseUnavailable) as error:
+    except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable) as error:
         log.warning("heartbeat: the database did not answer (%s); retrying", error)
         return
     for lease in lost:
