@@ -1,5 +1,5 @@
 """LISTEN/NOTIFY into Trio: wake-ups reach a listener in order, after the commit, and the
-listener's thread and connection end with its task."""
+listener's thread and connection end with its task; followers replay then go live."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 import trio
+import trio.testing
 
-from trio_openhands.stores.postgres import notify
+from trio_openhands.stores.postgres import follow, notify
+from trio_openhands.stores.postgres.catalog import Catalog
 from trio_openhands.stores.postgres.database import open_database
 from trio_openhands.stores.postgres.events import EventStore, StoredEvent
 from trio_openhands.stores.postgres.leases import LeaseStore
@@ -125,3 +127,76 @@ async def test_a_lost_connection_ends_the_listener_with_the_error(
                     " WHERE query LIKE 'LISTEN %%' AND pid <> pg_backend_pid()"
                 )
     assert listener_threads() == []
+
+
+def make_events(seqs: range) -> list[StoredEvent]:
+    return [
+        StoredEvent(seq, f"e{seq}", "MessageEvent", "agent", datetime(2026, 1, 1), f'{{"n":{seq}}}')
+        for seq in seqs
+    ]
+
+
+async def test_a_follower_on_another_instance_replays_then_goes_live(
+    database: Database, postgres_url: str
+) -> None:
+    """The socket's path on any instance: the events already stored, then each new one as
+    the owner (another instance) appends it, each exactly once, in order; then the
+    deletion."""
+    owner = await LeaseStore(database, "instance-a").claim(uuid.uuid4())
+    assert owner is not None
+    owner_events = EventStore(database)
+    await owner_events.append(owner.fence, make_events(range(3)))
+    wakeups = follow.Wakeups()
+    seen: list[int] = []
+    all_seen = trio.Event()
+
+    with trio.fail_after(10):
+        async with (
+            open_database(postgres_url, application_name="instance-b") as reader,
+            trio.open_nursery() as nursery,
+        ):
+            await nursery.start(notify.listen, postgres_url, wakeups.deliver)
+            with follow.EventFollower(EventStore(reader), wakeups, owner.conversation_id) as f:
+                assert [e.seq for e in await f.next_batch()] == [0, 1, 2]  # the replay
+
+                async def read_live() -> None:
+                    while len(seen) < 7:
+                        seen.extend(event.seq for event in await f.next_batch())
+                    all_seen.set()
+
+                nursery.start_soon(read_live)
+                for seq in range(3, 6):
+                    await owner_events.append(owner.fence, make_events(range(seq, seq + 1)))
+                await owner_events.append(owner.fence, make_events(range(6, 10)))
+                await all_seen.wait()
+                assert wakeups.statistics() == {"conversations": 1, "followers": 1}
+
+                await Catalog(database).delete(owner.fence)
+                with pytest.raises(follow.ConversationDeleted):
+                    await f.next_batch()
+            assert wakeups.statistics() == {"conversations": 0, "followers": 0}
+            nursery.cancel_scope.cancel()
+    assert seen == list(range(3, 10))
+
+
+async def test_wake_all_makes_followers_read_the_store_again(database: Database) -> None:
+    """After the listener was restarted (notifications lost): nothing was notified here,
+    yet the follower finds what was appended meanwhile."""
+    owner = await LeaseStore(database, "instance-a").claim(uuid.uuid4())
+    assert owner is not None
+    store = EventStore(database)
+    wakeups = follow.Wakeups()
+    got: list[int] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            with follow.EventFollower(store, wakeups, owner.conversation_id) as follower:
+
+                async def read_one_batch() -> None:
+                    got.extend(event.seq for event in await follower.next_batch())
+
+                nursery.start_soon(read_one_batch)
+                while not follower.waiting:  # its read (a worker thread) found nothing
+                    await trio.testing.wait_all_tasks_blocked()
+                await store.append(owner.fence, make_events(range(2)))  # no listener: no news
+                wakeups.wake_all()
+    assert got == [0, 1]

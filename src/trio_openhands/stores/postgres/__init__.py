@@ -8,5 +8,5 @@ One module per concept:
 - `catalog`, `events`, `blobs`, `sdk_files`: the stores over the tables;
 - `sdk_file_store`: the SDK's FileStore over `sdk_files` (it imports the SDK: import it
   only once the SDK is loaded); `locks`: the advisory locks its `lock()` holds;
-- `notify`: LISTEN/NOTIFY wake-ups handed to Trio.
+- `notify`: LISTEN/NOTIFY wake-ups handed to Trio; `follow`: a reader's replay, then live.
 """

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from trio_openhands.stores.postgres import fencing
+from trio_openhands.stores.postgres import fencing, notify
 
 if TYPE_CHECKING:
     import uuid
@@ -181,7 +181,8 @@ class Catalog:
 
     async def delete(self, fence: fencing.Fence) -> None:
         """Remove the conversation (record, SDK files, events) and release its lease, in one
-        transaction; `LeaseLost` (and nothing removed) once not the owner."""
+        transaction that also notifies the deletion (followers on every instance end);
+        `LeaseLost` (and nothing removed) once not the owner."""
 
         def delete(connection: psycopg.Connection) -> None:
             with connection.transaction():
@@ -194,5 +195,6 @@ class Catalog:
                     "UPDATE leases SET owner = NULL, expires_at = now() WHERE conversation_id = %s",
                     key,
                 )
+                notify.blocking_notify(connection, fence.conversation_id, notify.DELETED)
 
         await self.database.run(delete)

@@ -2,9 +2,10 @@
 
 Writers notify `(conversation, seq)` on `EVENTS_CHANNEL` (`EventStore.append` does it in the
 appending transaction, so the notification is delivered only once the events are
-committed). A notification is a hint, not the data: a reader woken by it reads the store
-after the last seq it has, so a notification lost or coalesced costs latency, never an
-event. (PostgreSQL does fold identical payloads of one transaction into one.)
+committed; `Catalog.delete` notifies a deletion the same way). A notification is a hint,
+not the data: a reader woken by it reads the store after the last seq it has, so a
+notification lost or coalesced costs latency, never an event. (PostgreSQL does fold
+identical payloads of one transaction into one.)
 
 `listen` owns one dedicated connection and one thread: the thread waits on the connection's
 socket (and on a wake-up socket, so it can be told to stop at once) and hands each
@@ -40,34 +41,46 @@ log = logging.getLogger(__name__)
 EVENTS_CHANNEL = "trio_openhands_events"
 
 
+# The `seq` of a notification that the conversation was deleted.
+DELETED = -1
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """A conversation has events up to `seq` in the store."""
+    """A conversation has events up to `seq` in the store, or (`deleted`) is gone."""
 
     conversation_id: uuid.UUID
     seq: int
 
+    @property
+    def deleted(self) -> bool:
+        return self.seq == DELETED
+
 
 def _payload(conversation_id: uuid.UUID, seq: int) -> str:
-    return f"{conversation_id.hex}:{seq}"
+    return f"{conversation_id.hex}:{'deleted' if seq == DELETED else seq}"
 
 
 def parse(payload: str) -> Notification | None:
     """The notification a payload carries; None for one that is not ours."""
     conversation_hex, _, seq = payload.partition(":")
     try:
-        return Notification(uuid.UUID(hex=conversation_hex), int(seq))
+        conversation_id = uuid.UUID(hex=conversation_hex)
+        number = DELETED if seq == "deleted" else int(seq)
     except ValueError:
         return None
+    return Notification(conversation_id, number) if number >= DELETED else None
 
 
 def blocking_notify(connection: psycopg.Connection, conversation_id: uuid.UUID, seq: int) -> None:
-    """Notify in the connection's current transaction (delivered when it commits)."""
+    """Notify in the connection's current transaction (delivered when it commits); `seq`
+    DELETED says the conversation was deleted."""
     connection.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, _payload(conversation_id, seq)))
 
 
 async def notify(database: Database, conversation_id: uuid.UUID, seq: int) -> None:
-    """Tell every listener that the conversation has events up to `seq` in the store."""
+    """Tell every listener that the conversation has events up to `seq` in the store (or,
+    with DELETED, that it is gone)."""
     await database.run(lambda connection: blocking_notify(connection, conversation_id, seq))
 
 
