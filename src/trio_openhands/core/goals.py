@@ -205,12 +205,15 @@ async def _log_status(
 ) -> None:
     from openhands.sdk.conversation.goal import GoalStatus
 
-    value = GoalStatus(
-        active=active,
-        status=status,  # pyright: ignore[reportArgumentType]
-        iteration=controller.iteration,
-        max_iterations=controller.max_iterations,
-        objective=controller.objective,
-        verdict=verdict,
-    )
-    await conversation.log_state_update(GOAL_KEY, value.model_dump(mode="json"))
+    try:
+        value = GoalStatus(
+            active=active,
+            status=status,  # pyright: ignore[reportArgumentType]
+            iteration=controller.iteration,
+            max_iterations=controller.max_iterations,
+            objective=controller.objective,
+            verdict=verdict,
+        )
+        await conversation.log_state_update(GOAL_KEY, value.model_dump(mode="json"))
+    except Exception:  # never out of the loop's task: it would end the conversation's
+        log.exception("conversation %s: could not log its goal status", conversation.id)
