@@ -15,7 +15,7 @@ import trio
 from trio_openhands.stores.postgres.blobs import BlobStore
 from trio_openhands.stores.postgres.catalog import Catalog, UnknownPage
 from trio_openhands.stores.postgres.database import open_database
-from trio_openhands.stores.postgres.events import EventStore, StoredEvent
+from trio_openhands.stores.postgres.events import EventQuery, EventStore, StoredEvent, UnknownEvent
 from trio_openhands.stores.postgres.fencing import LeaseLost
 from trio_openhands.stores.postgres.leases import LeaseStore
 
@@ -131,6 +131,57 @@ async def test_events_keep_their_text_and_order_and_refuse_duplicates(
         with pytest.raises(psycopg.errors.UniqueViolation):
             await store.append(lease.fence, [event(3), event(2)])
         assert await store.last_seq(conversation) == 2  # the whole append was refused
+
+
+async def test_event_search_filters_and_pages_as_the_log_does(database: Database) -> None:
+    store = EventStore(database)
+    with trio.fail_after(10):
+        lease = await owned(database)
+        conversation = lease.conversation_id
+        written = [
+            StoredEvent(
+                seq,
+                f"e{seq}",
+                "MessageEvent" if seq % 2 == 0 else "ActionEvent",
+                "user" if seq % 3 == 0 else "agent",
+                datetime(2026, 1, 1, 12, 0, seq),
+                json.dumps({"n": seq, "pad": "x" * 100}),
+                search_text=f"message number {seq}" if seq % 2 == 0 else "",
+            )
+            for seq in range(10)
+        ]
+        await store.append(lease.fence, written)
+
+        async def seqs(query: EventQuery | None = None, **paging: Any) -> list[list[int]]:
+            pages: list[list[int]] = []
+            page_id = None
+            while True:
+                page, page_id = await store.search(
+                    conversation, query, page_id=page_id, limit=4, **paging
+                )
+                pages.append([event.seq for event in page])
+                if page_id is None:
+                    return pages
+
+        assert await seqs() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+        assert await seqs(descending=True) == [[9, 8, 7, 6], [5, 4, 3, 2], [1, 0]]
+        assert await seqs(EventQuery(kind="ActionEvent")) == [[1, 3, 5, 7], [9]]
+        assert await seqs(EventQuery(source="user", kind="MessageEvent")) == [[0, 6]]
+        assert await seqs(EventQuery(body="number 4")) == [[4]]
+        window = EventQuery(
+            since=datetime(2026, 1, 1, 12, 0, 2), until=datetime(2026, 1, 1, 12, 0, 5)
+        )
+        assert await seqs(window) == [[2, 3, 4]]
+        assert await store.count(conversation) == 10
+        assert await store.count(conversation, EventQuery(kind="MessageEvent")) == 5
+        # Bounded in bytes too (each event is ~120 bytes of JSON), one event at least.
+        page, following = await store.search(conversation, max_bytes=250)
+        assert ([event.seq for event in page], following) == ([0, 1], "e2")
+        page, following = await store.search(conversation, max_bytes=1)
+        assert ([event.seq for event in page], following) == ([0], "e1")
+        assert page[0] == written[0]  # as written (its search text is not read back)
+        with pytest.raises(UnknownEvent):
+            await store.search(conversation, page_id="e99")
 
 
 async def test_a_stale_owner_writes_no_event_and_deletes_nothing(database: Database) -> None:

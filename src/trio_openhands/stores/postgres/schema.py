@@ -45,7 +45,8 @@ CREATE TABLE sdk_files (
 
 -- The event log with its sequence numbers. `body` is `json`, not `jsonb`: it keeps the
 -- SDK's serialization byte for byte, so a frame replayed from here is the live one.
--- `timestamp` is the SDK's own (naive, the writer's local time), as the log shows it.
+-- `timestamp` is the SDK's own (naive, the writer's local time), as the log shows it;
+-- `search_text` a message's text lower-cased, for the search's `body` filter.
 CREATE TABLE events (
     conversation_id uuid NOT NULL,
     seq bigint NOT NULL CHECK (seq >= 0),
@@ -54,6 +55,7 @@ CREATE TABLE events (
     source text,
     timestamp timestamp NOT NULL,
     body json NOT NULL,
+    search_text text NOT NULL DEFAULT '',
     PRIMARY KEY (conversation_id, seq),
     UNIQUE (conversation_id, event_id)
 );
