@@ -19,6 +19,7 @@ from openhands.sdk.event import HookExecutionEvent
 from openhands.sdk.hooks import HookConfig, HookDefinition, HookMatcher
 from openhands.sdk.marketplace import MarketplaceRegistration
 
+from tests.test_create_fields import stored_key
 from tests.test_plugins import write_plugin
 from tests.test_sdk_client import (
     Client,
@@ -82,6 +83,8 @@ async def test_fork_is_a_conversation_of_its_own_that_runs_to_finished(
         "the source's answer",
         "the fork's answer",
     ]
+    # The fork saved the LLM key encrypted with the server secret: it runs after a restart.
+    assert stored_key(sdk.server.settings.conversations_dir, fork.id) == "test-key"
     # The source is as it was.
     assert await event_ids(sdk, client.id) == before
     source_info = (await sdk.server.client.get(f"/api/conversations/{client.id}")).json()
