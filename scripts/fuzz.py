@@ -90,6 +90,13 @@ ACCEPTANCE_EXCEPTIONS: list[tuple[str, str, str]] = [
         r"(secrets|confirmation_policy|security_analyzer))?$",
         "422",
     ),
+    (
+        "the SDK refuses what it cannot do for this conversation: an agent that is not ACP, "
+        "no registered marketplace, no goal left to resume",
+        r"^POST /api/conversations/\{conversation_id\}/"
+        r"(switch_acp_model|load_plugin|goal/resume)$",
+        "400",
+    ),
 ]
 
 

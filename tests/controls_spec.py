@@ -42,6 +42,7 @@ async def reach_control_operations(
     await call("post", switch, 404, conv, json={"profile_name": "absent"})
     await call("post", switch, 404, unknown, json={"profile_name": "switch"})
     await call("post", switch, 422, conv, json={})
+    await call("post", switch, 422, conv, json={"profile_name": "../up"})
     await call("post", one + "/load_plugin", 400, conv, json={"plugin_ref": "helper"})
     await call("post", one + "/load_plugin", 404, unknown, json={"plugin_ref": "helper"})
     await call("post", one + "/load_plugin", 422, conv, json={"plugin_ref": 3})

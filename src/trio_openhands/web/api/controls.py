@@ -19,6 +19,7 @@ from trio_openhands.core.errors import NotFound
 from trio_openhands.web.api.conversations import info, loaded, success
 from trio_openhands.web.api.models import API_TAGS_SCHEMA, ApiInfoQuery, StrictUuid, check_tags
 from trio_openhands.web.api.settings import load_profile_llm
+from trio_openhands.web.api.settings_models import PROFILE_NAME
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import BODY, LOADS, ApiConversationInfo, Success, responses
 from trio_openhands.web.request_parsing import parse_body, parse_optional_body, parse_query
@@ -67,7 +68,9 @@ class SwitchLlmRequest(BaseModel):
 
 
 class SwitchProfileRequest(BaseModel):
-    profile_name: str = Field(min_length=1, description="A saved LLM profile (/api/profiles)")
+    profile_name: str = Field(
+        max_length=64, pattern=PROFILE_NAME, description="A saved LLM profile (/api/profiles)"
+    )
 
 
 class LoadPluginRequest(BaseModel):

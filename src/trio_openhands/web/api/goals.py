@@ -16,7 +16,9 @@ blueprint = Blueprint("api_goals", __name__)
 
 
 class StartGoalRequest(BaseModel):
-    objective: str = Field(description="The goal to pursue and audit")
+    objective: str = Field(
+        description="The goal to pursue and audit", json_schema_extra={"pattern": r"\S"}
+    )
     max_iterations: int = Field(default=10, ge=1, description="Audit rounds before giving up")
 
     @field_validator("objective")
