@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from trio_openhands.core.asyncio_host import AsyncioHost
     from trio_openhands.core.goals import GoalLoop
+    from trio_openhands.stores.group_commit import GroupCommitFileStore
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class Conversation:
         self.record = record
         self.log = EventLog(subscriber_buffer)
         self.sdk: LocalConversation | None = None
+        # The SDK's files, made durable by `sync()` (set by the supervisor before it opens
+        # the SDK conversation): every SDK call below syncs before it returns.
+        self.files: GroupCommitFileStore | None = None
         self.scope = trio.CancelScope()  # the conversation's lifetime
         self.nursery: trio.Nursery | None = None
         self.closed = trio.Event()
@@ -170,6 +174,8 @@ class Conversation:
 
     def on_sdk_event(self, event: Event) -> None:
         try:
+            if self.files is not None and not self.files.deferring:
+                self.files.sync()  # a run's event is on disk before a subscriber sees it
             text = sdk_bridge.serialize_event(event)
             self._token.run_sync_soon(self._append, event, text)
         except trio.RunFinishedError:
@@ -298,7 +304,7 @@ class Conversation:
             await self._run_finished.wait()
         if self.status in ("idle", "running"):
             # Not running, or cancelled while waiting for a slot: the SDK records the pause.
-            await trio.to_thread.run_sync(self.sdk.pause)
+            await trio.to_thread.run_sync(self._durably, self.sdk.pause)
             await self._save(self)  # an ended run task has saved the record itself
 
     async def run_owned[T](self, fn: Callable[..., T], *args: Any) -> T:
@@ -311,7 +317,9 @@ class Conversation:
 
         async def owned() -> None:
             try:
-                value = await trio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
+                value = await trio.to_thread.run_sync(
+                    partial(self._durably, fn, *args), abandon_on_cancel=True
+                )
                 result.append(outcome.Value(value))
             except Exception as error:
                 result.append(outcome.Error(error))
@@ -328,7 +336,12 @@ class Conversation:
         """A change made outside the SDK (title, tags), logged as the SDK logs its own."""
         assert self.sdk is not None
         await trio.to_thread.run_sync(
-            sdk_bridge.blocking_log_state_update, self.sdk, self.keep_state_update, key, value
+            self._durably,
+            sdk_bridge.blocking_log_state_update,
+            self.sdk,
+            self.keep_state_update,
+            key,
+            value,
         )
 
     def resume(self) -> None:
@@ -348,9 +361,9 @@ class Conversation:
             await self.goal.stop()
         if sdk_bridge.status_of(self.sdk) == "waiting_for_confirmation":
             await trio.to_thread.run_sync(
-                self.sdk.reject_pending_actions, "Superseded by a new user message"
+                self._durably, self.sdk.reject_pending_actions, "Superseded by a new user message"
             )
-        await trio.to_thread.run_sync(self.sdk.send_message, message)
+        await trio.to_thread.run_sync(self._send_durably, message)
         if run:
             self.request_run()
 
@@ -359,19 +372,40 @@ class Conversation:
         if accept:
             self.request_run()  # the SDK runs the pending actions as an implicit approval
         else:
-            await trio.to_thread.run_sync(self.sdk.reject_pending_actions, reason)
+            await trio.to_thread.run_sync(self._durably, self.sdk.reject_pending_actions, reason)
 
     async def set_confirmation_policy(self, policy: Any) -> None:
         assert self.sdk is not None
-        await trio.to_thread.run_sync(self.sdk.set_confirmation_policy, policy)
+        await trio.to_thread.run_sync(self._durably, self.sdk.set_confirmation_policy, policy)
 
     async def set_security_analyzer(self, analyzer: Any) -> None:
         assert self.sdk is not None
-        await trio.to_thread.run_sync(self.sdk.set_security_analyzer, analyzer)
+        await trio.to_thread.run_sync(self._durably, self.sdk.set_security_analyzer, analyzer)
 
     async def update_secrets(self, secrets: dict[str, Any]) -> None:
         assert self.sdk is not None
-        await trio.to_thread.run_sync(self.sdk.update_secrets, secrets)
+        await trio.to_thread.run_sync(self._durably, self.sdk.update_secrets, secrets)
+
+    # -- durability: what an answer acknowledges is on disk (stores/group_commit.py) ----
+
+    def _durably[T](self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking SDK call, then a sync of what it wrote (worker thread)."""
+        try:
+            return fn(*args)
+        finally:
+            if self.files is not None:
+                self.files.sync()
+
+    def _send_durably(self, message: Message) -> None:
+        """The SDK's `send_message`, synced once its state lock is released: concurrent
+        posters' fsyncs then overlap and share a sync instead of queueing on the lock."""
+        assert self.sdk is not None
+        if self.files is None:
+            self.sdk.send_message(message)
+            return
+        with self.files.deferred():
+            self.sdk.send_message(message)
+        self.files.sync()
 
     # -- end of life --------------------------------------------------------------------
 
@@ -388,10 +422,9 @@ class Conversation:
             except Exception:
                 log.exception("conversation %s: closing the SDK conversation failed", self.id)
 
-    @staticmethod
-    def _close_sdk(sdk: Any) -> None:
+    def _close_sdk(self, sdk: Any) -> None:
         settle_terminals(sdk)  # the SDK's close races its terminal readers otherwise
-        sdk.close()
+        self._durably(sdk.close)
 
     def workspace_dir(self, default: Path) -> Path:
         working_dir = (self.record.request.get("workspace") or {}).get("working_dir")

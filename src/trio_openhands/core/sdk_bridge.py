@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from openhands.sdk import LLM, LocalConversation, Message
     from openhands.sdk.event import Event
+    from openhands.sdk.io import FileStore
 
 REDACTED = "**********"
 # The subprocess terminal starts in ~30 ms; tmux costs ~230 ms and a tmux server each.
@@ -95,6 +96,7 @@ def blocking_open_conversation(
     keep_state_update: Callable[[Event], bool],
     confirmation_mode: bool | None,
     hook_config: dict[str, Any] | None = None,
+    file_store: FileStore | None = None,
 ) -> LocalConversation:
     """Create a conversation, or restore it from disk when `agent` is None.
 
@@ -102,7 +104,9 @@ def blocking_open_conversation(
     through the SDK's own event chain, as the reference server wires them: persisted with
     the other events, then handed to `on_event`, so a client that re-reads the log sees
     what a live subscriber saw. `hook_config` (checked at create) is given at every open,
-    as the SDK does not restore it from disk: its hooks run on the first message or run."""
+    as the SDK does not restore it from disk: its hooks run on the first message or run.
+    `file_store` (the conversation's folder, e.g. a `GroupCommitFileStore`) replaces the
+    SDK's own `LocalFileStore` of the same folder."""
     from openhands.sdk import LocalConversation
     from openhands.sdk.hooks import HookConfig
     from openhands.sdk.security.confirmation_policy import AlwaysConfirm
@@ -111,6 +115,7 @@ def blocking_open_conversation(
         agent=agent,
         workspace=str(workspace_dir),
         persistence_dir=str(conversations_dir),
+        file_store=file_store,
         conversation_id=conversation_id,
         callbacks=[on_event],
         visualizer=None,

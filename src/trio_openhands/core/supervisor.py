@@ -246,6 +246,13 @@ class Supervisor:
             save=self.save,
         )
         cipher = await self._cipher_for_storage()
+        from trio_openhands.stores.group_commit import GroupCommitFileStore  # imports the SDK
+
+        max_iterations = int(record.request.get("max_iterations", 500))
+        conversation.files = files = GroupCommitFileStore(
+            str(file_store.conversation_dir(self.settings.conversations_dir, record.id.hex)),
+            cache_limit_size=max_iterations,  # as the SDK sizes its own store's cache
+        )
         sdk = await trio.to_thread.run_sync(
             partial(
                 sdk_bridge.blocking_open_conversation,
@@ -253,17 +260,19 @@ class Supervisor:
                 agent=agent,
                 workspace_dir=conversation.workspace_dir(self.settings.workspace_dir),
                 conversations_dir=self.settings.conversations_dir,
-                max_iterations=int(record.request.get("max_iterations", 500)),
+                max_iterations=max_iterations,
                 cipher=cipher,
                 on_event=conversation.on_sdk_event,
                 keep_state_update=conversation.keep_state_update,
                 confirmation_mode=confirmation_mode,
                 hook_config=record.request.get("hook_config"),
+                file_store=files,
             )
         )
         conversation.adopt(sdk)
         if agent is None and conversation.status == "running":
             await trio.to_thread.run_sync(sdk_bridge.blocking_recover_interrupted_run, sdk)
+        await trio.to_thread.run_sync(files.sync)  # a 201 means on disk
         # A task keeps the context it was started from: from a request's, the task would keep
         # that request (its body too) as long as the conversation stays loaded.
         started = trio.Event()

@@ -1,0 +1,106 @@
+"""The group-commit store of the SDK's files: the SDK's layout, and syncs shared by threads."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+from openhands.sdk import LLM, Agent, LocalConversation, Message, TextContent
+from openhands.sdk.io import LocalFileStore
+from pydantic import SecretStr
+
+from trio_openhands.stores.group_commit import GroupCommitFileStore
+
+
+def test_files_are_the_sdk_stores_files(tmp_path: Path) -> None:
+    store = GroupCommitFileStore(str(tmp_path))
+    store.write("events/event-00000.json", '{"a": 1}')
+    store.write("base_state.json", "{}")
+    store.write("base_state.json", '{"b": 2}')  # replaced in place
+    store.delete("events/event-00000.json")
+    store.write("events/event-00001.json", "é")
+    assert store.unsynced_writes == 5
+    store.sync()
+    assert store.unsynced_writes == 0
+
+    plain = LocalFileStore(str(tmp_path))
+    assert plain.read("base_state.json") == '{"b": 2}'
+    assert plain.list("events") == ["events/event-00001.json"]
+    assert plain.read("events/event-00001.json") == "é"
+    assert (tmp_path / "base_state.json").stat().st_mode & 0o777 == 0o600
+    assert not [p for p in tmp_path.rglob("*.tmp")], "no temporary file is left behind"
+
+
+def test_concurrent_writers_share_syncs_and_each_returns_once_its_writes_are_covered(
+    tmp_path: Path,
+) -> None:
+    store = GroupCommitFileStore(str(tmp_path))
+    start = threading.Barrier(8)
+    leftovers: list[int] = []
+
+    def writer(index: int) -> None:
+        start.wait()
+        for number in range(40):
+            store.write(f"events/{index}-{number}.json", f"{index} {number}")
+            store.sync()
+        leftovers.append(store.unsynced_writes)
+
+    threads = [threading.Thread(target=writer, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.unsynced_writes == 0
+    assert len(leftovers) == 8
+    assert len(list((tmp_path / "events").iterdir())) == 8 * 40
+
+
+def test_a_failed_sync_keeps_its_files_for_the_next(tmp_path: Path) -> None:
+    store = GroupCommitFileStore(str(tmp_path))
+    store.write("events/one.json", "1")
+    (tmp_path / "events" / "one.json").unlink()  # gone before the sync: nothing to fsync
+    store.sync()
+    assert store.unsynced_writes == 0
+
+
+def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) -> None:
+    """What the SDK writes through this store, the SDK's own store reads back."""
+    conversation_id = uuid.uuid4()
+    folder = tmp_path / conversation_id.hex
+    llm = LLM(model="openai/none", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("x"))
+    store = GroupCommitFileStore(str(folder))
+    conversation = LocalConversation(
+        agent=Agent(llm=llm, tools=[]),
+        workspace=str(tmp_path / "work"),
+        persistence_dir=str(tmp_path),
+        file_store=store,
+        conversation_id=conversation_id,
+        visualizer=None,
+        delete_on_close=False,
+    )
+    with store.deferred():
+        assert store.deferring
+        for number in range(3):
+            conversation.send_message(
+                Message(role="user", content=[TextContent(text=f"m{number}")])
+            )
+    assert not store.deferring
+    store.sync()
+    assert store.unsynced_writes == 0
+    written = [event.id for event in conversation.state.events]
+    conversation.close()
+
+    reloaded = LocalConversation(
+        agent=Agent(llm=llm, tools=[]),
+        workspace=str(tmp_path / "work"),
+        persistence_dir=str(tmp_path),  # the SDK's LocalFileStore
+        conversation_id=conversation_id,
+        visualizer=None,
+        delete_on_close=False,
+    )
+    try:
+        assert [event.id for event in reloaded.state.events] == written
+        assert len(written) >= 3
+    finally:
+        reloaded.close()
