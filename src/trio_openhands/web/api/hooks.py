@@ -14,7 +14,7 @@ from trio_openhands.services import hooks
 from trio_openhands.web.api.installed import run_sdk
 from trio_openhands.web.common import app, json_response
 from trio_openhands.web.openapi import BODY, responses
-from trio_openhands.web.request_parsing import parse_body
+from trio_openhands.web.request_parsing import parse_optional_body
 
 blueprint = Blueprint("api_hooks", __name__)
 
@@ -34,7 +34,8 @@ class Hooks(BaseModel):
 @blueprint.post("/api/hooks")
 @responses(Hooks, *BODY)
 async def load_hooks() -> Response:
-    body = await parse_body(HooksRequest)
+    """Every field is optional, so the body is too (no body: no project, no hooks)."""
+    body = await parse_optional_body(HooksRequest)
     if not body.project_dir:
         return json_response({"hook_config": None})
     project_dir = app().settings.workspace_dir / Path(body.project_dir)  # absolute wins
