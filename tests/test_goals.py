@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.conftest import LiveServer, wait_for_event, wait_status
+from tests.conftest import LiveServer, start_server, test_settings, wait_for_event, wait_status
 from tests.test_api_dialect import create, events_of
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 COMPLETE = json.dumps({"score": 1.0, "complete": True, "missing": ""})
 
@@ -42,7 +43,7 @@ async def test_goal_stop_leaves_the_run_and_resume_completes_it(
 ) -> None:
     judge = FakeLLM(default=text(COMPLETE))  # every judge call: the goal is done
     await nursery.start(judge.serve)
-    tag = judge.script("goal-stop", [text("working on it", delay=2)])
+    tag = judge.script("goal-stop", [text("working on it", delay=1)])
     info = await create(server, judge, title="no autotitle request")
     base = f"/api/conversations/{info['id']}"
     started = await server.client.post(f"{base}/goal", json={"objective": f"ship it {tag}"})
@@ -107,3 +108,34 @@ async def test_a_users_message_supersedes_the_goal(server: LiveServer, fake_llm:
     ]
     assert (await server.client.post(f"{base}/pause")).status_code == 200
     assert await held.wait_done() == "aborted"
+
+
+async def test_a_goal_cut_by_a_shutdown_resumes_after_the_restart(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    judge = FakeLLM(default=text(COMPLETE, delay=30))  # the first judge call is held
+    await nursery.start(judge.serve)
+    tag = judge.script("goal-restart", [text("first round")])
+    settings = test_settings(tmp_path)
+    first = await start_server(nursery, settings)
+    info = await create(first, judge, title="no autotitle request")
+    base = f"/api/conversations/{info['id']}"
+    assert (await first.client.post(f"{base}/goal", json={"objective": f"do {tag}"})).is_success
+    await judge.wait_for_request(predicate=lambda r: r.step is None and not r.tools)
+    await first.aclose()  # the loop is cancelled mid-judge, and says so
+
+    judge.default = text(COMPLETE)
+    second = await start_server(nursery, settings)
+    try:
+        assert await goal_updates(second, info["id"]) == [
+            ("running", 0, True),
+            ("interrupted", 0, False),
+        ]
+        assert (await second.client.post(f"{base}/goal/resume")).status_code == 200
+        await wait_for_event(second, info["id"], goal_status("complete"))
+        assert (await goal_updates(second, info["id"]))[2:] == [
+            ("running", 0, True),
+            ("complete", 1, False),
+        ]
+    finally:
+        await second.aclose()
