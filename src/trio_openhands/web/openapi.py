@@ -219,6 +219,11 @@ class ApiConversationInfo(BaseModel):
     waiting_for_run_slot: bool = Field(
         default=False, description="only while the conversation is loaded"
     )
+    hook_config: dict[str, Any] | None = Field(default=None, description="the SDK's HookConfig")
+    forked_from_conversation_id: uuid.UUID | None = Field(
+        default=None, description="the conversation this one is a fork of"
+    )
+    forked_from_event_id: str | None = Field(default=None, description="the fork's branch point")
 
 
 class ApiConversationPage(BaseModel):
