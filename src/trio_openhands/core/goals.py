@@ -75,13 +75,16 @@ def resume(conversation: Conversation) -> None:
     if last is None or last.get("status") in ("complete", "capped"):
         raise ApiError(400, "No goal to resume: none was started, or the last one has ended")
     assert conversation.sdk is not None
-    controller = GoalController(
-        str(last["objective"]),
-        conversation.sdk.agent.llm,
-        max_iterations=int(last["max_iterations"]),
-    )
-    # At least one more round is judged: keep it within the cap, as the reference does.
-    controller.iteration = min(int(last["iteration"]), controller.max_iterations - 1)
+    try:
+        controller = GoalController(
+            str(last["objective"]),
+            conversation.sdk.agent.llm,
+            max_iterations=int(last["max_iterations"]),
+        )
+        # At least one more round is judged: keep it within the cap, as the reference does.
+        controller.iteration = min(int(last["iteration"]), controller.max_iterations - 1)
+    except (KeyError, TypeError, ValueError):  # a status this server did not write
+        raise ApiError(400, "The last goal status cannot be resumed") from None
     _launch(conversation, controller, resume=True)
 
 
@@ -94,7 +97,8 @@ async def stop(conversation: Conversation) -> None:
 def last_status(conversation: Conversation) -> dict[str, Any] | None:
     """The newest `goal` state update's value in the log, or None."""
     for event in conversation.log.iter_from(len(conversation.log) - 1, descending=True):
-        if event.kind == "ConversationStateUpdateEvent":
+        # Only a goal's update is parsed (others, an `agent` say, can be large).
+        if event.kind == "ConversationStateUpdateEvent" and f'"key":"{GOAL_KEY}"' in event.json:
             data = json.loads(event.json)
             if data.get("key") == GOAL_KEY and isinstance(data.get("value"), dict):
                 return data["value"]
