@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 
 from tests.conftest import LiveServer, start_server, test_settings, wait_for_event, wait_status
@@ -139,3 +140,25 @@ async def test_a_goal_cut_by_a_shutdown_resumes_after_the_restart(
         ]
     finally:
         await second.aclose()
+
+
+async def test_a_goal_keeps_its_conversation_loaded(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between runs (while the judge answers) nothing else uses the conversation: the loop
+    itself keeps it from being unloaded as idle (an unload would wait for the loop, and
+    every request to the conversation, `goal/stop` too, with it)."""
+    judge = FakeLLM(default=text(COMPLETE, delay=1.5))  # longer than the idle time below
+    await nursery.start(judge.serve)
+    tag = judge.script("goal-loaded", [text("the round")])
+    server = await start_server(nursery, test_settings(tmp_path, idle_unload_seconds=0.5))
+    try:
+        info = await create(server, judge, title="no autotitle request")
+        base = f"/api/conversations/{info['id']}"
+        assert (await server.client.post(f"{base}/goal", json={"objective": f"{tag}"})).is_success
+        verdict = await judge.wait_for_request(predicate=lambda r: r.step is None and not r.tools)
+        assert await verdict.wait_done() == "answered"  # 1 s past the idle time
+        assert not [r for r in caplog.records if "unloaded after" in r.getMessage()]
+        await wait_for_event(server, info["id"], goal_status("complete"))
+    finally:
+        await server.aclose()

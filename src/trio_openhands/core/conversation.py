@@ -162,10 +162,12 @@ class Conversation:
         self.last_used = trio.current_time()
 
     async def wait_unused(self, idle_seconds: float) -> None:
-        """Return once no run, socket or request has used the conversation for `idle_seconds`."""
+        """Return once no run, goal loop, socket or request has used the conversation for
+        `idle_seconds`."""
         while True:
             await trio.sleep_until(self.last_used + idle_seconds)
-            if self._run_scope is not None or self.log.statistics()["subscribers"]:
+            busy = self._run_scope is not None or self.goal is not None
+            if busy or self.log.statistics()["subscribers"]:
                 self.touch()
             elif trio.current_time() >= self.last_used + idle_seconds:
                 return
