@@ -31,7 +31,7 @@ from tests.test_sdk_client import (
     persisted,
     sdk,
 )
-from trio_openhands.testing.fake_llm import text
+from trio_openhands.testing.fake_llm import text, tool_call
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -148,6 +148,32 @@ async def test_a_stop_hook_that_denies_once_keeps_the_agent_going(
     assert [e["id"] for e in search.json()["items"]] == [e.id for e in runs]
     info = (await sdk.server.client.get(f"/api/conversations/{client.id}")).json()
     assert info["hook_config"]["stop"][0]["hooks"][0]["command"] == str(script)
+
+
+@OPEN
+async def test_a_pre_tool_use_hook_blocks_a_command(sdk: SdkSession, tmp_path: Path) -> None:
+    refuse = tmp_path / "refuse.sh"
+    refuse.write_text('#!/bin/sh\necho "no commands today" >&2\nexit 2\n')
+    refuse.chmod(refuse.stat().st_mode | stat.S_IXUSR)
+    hooks = HookConfig(
+        pre_tool_use=[HookMatcher(matcher="terminal", hooks=[HookDefinition(command=str(refuse))])],
+        user_prompt_submit=[HookMatcher(hooks=[HookDefinition(command="true")])],
+    )
+    target = sdk.workspace_dir / "blocked.txt"
+    tag = sdk.fake_llm.script(
+        "pre-tool", [tool_call("terminal", {"command": f"touch {target}"}), text("gave up")]
+    )
+    client = await sdk.open("terminal", hook_config=hooks)
+    await call(client.conversation.send_message, f"try {tag}")
+    await call(client.conversation.run)
+    assert not target.exists()
+    runs = [e for e in client.conversation.state.events if isinstance(e, HookExecutionEvent)]
+    assert [(e.hook_event_type, e.blocked) for e in runs] == [
+        ("UserPromptSubmit", False),
+        ("PreToolUse", True),
+    ]
+    answered = await sdk.fake_llm.wait_for_request(script="pre-tool", step=1)
+    assert "no commands today" in str(answered.messages)  # the agent was told why
 
 
 @OPEN
