@@ -111,6 +111,22 @@ async def test_a_users_message_supersedes_the_goal(server: LiveServer, fake_llm:
     assert await held.wait_done() == "aborted"
 
 
+async def test_a_pause_ends_the_goal(server: LiveServer, fake_llm: FakeLLM) -> None:
+    tag = fake_llm.script("goal-paused", [text("never sent", delay=30)])
+    info = await create(server, fake_llm, title="no autotitle request")
+    base = f"/api/conversations/{info['id']}"
+    assert (await server.client.post(f"{base}/goal", json={"objective": f"go {tag}"})).is_success
+    held = await fake_llm.wait_for_request(script="goal-paused", step=0)
+    assert (await server.client.post(f"{base}/pause")).status_code == 200
+    assert await held.wait_done() == "aborted"
+    await wait_for_event(server, info["id"], goal_status("interrupted"))
+    assert await goal_updates(server, info["id"]) == [
+        ("running", 0, True),
+        ("interrupted", 0, False),
+    ]
+    assert (await server.client.get(base)).json()["execution_status"] == "paused"
+
+
 async def test_a_goal_cut_by_a_shutdown_resumes_after_the_restart(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
