@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="agent runs in progress at once (env OPENHANDS_MAX_CONCURRENT_RUNS; default 10)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="keep conversations in this PostgreSQL database (postgresql://...), shared by "
+        "every instance given it (env OPENHANDS_DATABASE_URL; default: files under the "
+        "conversations directory)",
+    )
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="run one conversation end to end against the scripted LLM")
     demo.add_argument(
@@ -101,6 +108,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         max_concurrent_runs=args.max_concurrent_runs,
         allow_open=args.allow_open,
+        database_url=args.database_url,
     )
 
 

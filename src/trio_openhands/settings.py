@@ -80,6 +80,16 @@ class Settings:
     working_dir_roots: tuple[Path, ...] = ()
     # Bytes a file upload (`POST /api/file/upload`) may hold at most (413 beyond).
     max_upload_bytes: int = 1024**3
+    # The shared PostgreSQL store (`postgresql://...`): None keeps everything in files under
+    # the conversations directory. Kept out of repr: the URL may carry a password.
+    database_url: str | None = field(default=None, repr=False)
+    # With a database: seconds a conversation's lease lasts unless renewed (its owner's
+    # heartbeat renews it every third of that); a dead owner's conversations are taken over
+    # once it has expired.
+    lease_seconds: float = 10.0
+    # With a database: the base URL the other instances forward a conversation's commands
+    # to (default: http://<host>:<port> as bound).
+    internal_address: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -119,6 +129,12 @@ class Settings:
             values["body_timeout"] = float(env["OPENHANDS_BODY_TIMEOUT"])
         if env.get("OPENHANDS_SUBSCRIBER_BUFFER"):
             values["subscriber_buffer"] = int(env["OPENHANDS_SUBSCRIBER_BUFFER"])
+        if env.get("OPENHANDS_DATABASE_URL"):
+            values["database_url"] = env["OPENHANDS_DATABASE_URL"]
+        if env.get("OPENHANDS_LEASE_SECONDS"):
+            values["lease_seconds"] = float(env["OPENHANDS_LEASE_SECONDS"])
+        if env.get("OPENHANDS_INTERNAL_ADDRESS"):
+            values["internal_address"] = env["OPENHANDS_INTERNAL_ADDRESS"]
         if env.get("OPENHANDS_MAX_UPLOAD_BYTES"):
             values["max_upload_bytes"] = int(env["OPENHANDS_MAX_UPLOAD_BYTES"])
         values.update({key: value for key, value in overrides.items() if value is not None})
