@@ -148,8 +148,22 @@ test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a 
 
 
 @pytest.fixture
-async def server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    live = await start_server(nursery, test_settings(tmp_path))
+def server_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The `server` fixture's settings: the files store, or (parametrized "postgres", see
+    `BOTH_STORES`) a shared database of the test's own."""
+    if getattr(request, "param", "files") == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        return test_settings(tmp_path, database_url=url, port=free_port(), lease_seconds=3.0)
+    return test_settings(tmp_path)
+
+
+# A test marked so runs once with each store: `server` over files, then over PostgreSQL.
+BOTH_STORES = pytest.mark.parametrize("server_settings", ["files", "postgres"], indirect=True)
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, server_settings: Settings) -> AsyncIterator[LiveServer]:
+    live = await start_server(nursery, server_settings)
     try:
         yield live
     finally:

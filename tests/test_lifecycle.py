@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from tests.conftest import (
+    BOTH_STORES,
     LiveServer,
     free_port,
     llm_settings,
@@ -21,6 +22,7 @@ from tests.conftest import (
     wait_status,
 )
 from tests.test_conversations import events_of, message, start
+from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM, finish, http_error, text, tool_call
 
 
@@ -52,10 +54,11 @@ async def test_unreachable_llm_ends_in_error(server: LiveServer, fake_llm: FakeL
     assert any(e["kind"] == "ConversationErrorEvent" for e in await events_of(server, info["id"]))
 
 
+@BOTH_STORES
 async def test_restart_keeps_status_events_and_the_key(
-    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+    nursery: trio.Nursery, server_settings: Settings, fake_llm: FakeLLM
 ) -> None:
-    settings = test_settings(tmp_path)
+    settings = server_settings
     first = await start_server(nursery, settings)
     tag = fake_llm.script("restart", [text("before restart")])
     info = await start(first, fake_llm, f"one {tag}")

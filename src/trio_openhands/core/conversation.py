@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from trio_openhands.core.asyncio_host import AsyncioHost
     from trio_openhands.core.goals import GoalLoop
+    from trio_openhands.stores.conversation_store import EventSink
     from trio_openhands.stores.group_commit import GroupCommitFileStore
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,18 @@ class Conversation:
         # The SDK's files, made durable by `sync()` (set by the supervisor before it opens
         # the SDK conversation): every SDK call below syncs before it returns.
         self.files: GroupCommitFileStore | None = None
+        # Where the logged events are stored beside the log (the shared store's `events`
+        # table; None in the files store, whose SDK files are the log): every command
+        # flushes it before it returns, as it syncs the files.
+        self.events: EventSink | None = None
         self.scope = trio.CancelScope()  # the conversation's lifetime
         self.nursery: trio.Nursery | None = None
         self.closed = trio.Event()
         self.deleted = False
         self.unloading = False
+        # Another instance took the conversation over (the shared store): it stops here at
+        # once and writes nothing more (its writes would be refused anyway).
+        self.lost = False
         self.last_used = trio.current_time()
         self._host = asyncio_host  # shared by every conversation: see asyncio_host.py
         self._run_limiter = run_limiter
@@ -202,7 +210,9 @@ class Conversation:
         return True
 
     def _append(self, event: Event, text: str) -> None:
-        self.log.append(event, text)
+        logged = self.log.append(event, text)
+        if self.events is not None:
+            self.events.add(logged)
         self.record.updated_at = utc_now()
         # The status REST shows changes with the log's, at the same instant.
         if (status := sdk_bridge.logged_status_of(event)) is not None:
@@ -215,7 +225,9 @@ class Conversation:
         """Take a freshly opened SDK conversation and rebuild the log from its events."""
         self.sdk = sdk
         for event in list(sdk.state.events):
-            self.log.append(event, sdk_bridge.serialize_event(event))
+            logged = self.log.append(event, sdk_bridge.serialize_event(event))
+            if self.events is not None:  # what a previous owner had not stored yet
+                self.events.add(logged)
             self._logged_status = sdk_bridge.logged_status_of(event) or self._logged_status
 
     # -- runs ---------------------------------------------------------------------------
@@ -265,7 +277,7 @@ class Conversation:
             self._status_held = False
             with trio.CancelScope(shield=True):
                 # The run's events are all in the log now: its settled status follows them.
-                if not self.deleted:
+                if not self.deleted and not self.lost:
                     await self._log_state_update("execution_status", sdk_bridge.status_of(sdk))
                 self._run_phase = "none"
                 self._run_scope = None
@@ -306,7 +318,7 @@ class Conversation:
             await self._run_finished.wait()
         if self.status in ("idle", "running"):
             # Not running, or cancelled while waiting for a slot: the SDK records the pause.
-            await trio.to_thread.run_sync(self._durably, self.sdk.pause)
+            await self._call_durably(self.sdk.pause)
             await self._save(self)  # an ended run task has saved the record itself
 
     async def run_owned[T](self, fn: Callable[..., T], *args: Any) -> T:
@@ -332,18 +344,15 @@ class Conversation:
         await done.wait()
         if not result:
             raise NotFound(f"Conversation not found: {self.id}")
-        return result[0].unwrap()
+        value = result[0].unwrap()
+        await self.flush_events()
+        return value
 
     async def log_state_update(self, key: str, value: Any) -> None:
         """A change made outside the SDK (title, tags), logged as the SDK logs its own."""
         assert self.sdk is not None
-        await trio.to_thread.run_sync(
-            self._durably,
-            sdk_bridge.blocking_log_state_update,
-            self.sdk,
-            self.keep_state_update,
-            key,
-            value,
+        await self._call_durably(
+            sdk_bridge.blocking_log_state_update, self.sdk, self.keep_state_update, key, value
         )
 
     def resume(self) -> None:
@@ -362,10 +371,11 @@ class Conversation:
         if self.goal is not None and not from_goal:
             await self.goal.stop()
         if sdk_bridge.status_of(self.sdk) == "waiting_for_confirmation":
-            await trio.to_thread.run_sync(
-                self._durably, self.sdk.reject_pending_actions, "Superseded by a new user message"
+            await self._call_durably(
+                self.sdk.reject_pending_actions, "Superseded by a new user message"
             )
         await trio.to_thread.run_sync(self._send_durably, message)
+        await self.flush_events()
         if run:
             self.request_run()
 
@@ -374,21 +384,40 @@ class Conversation:
         if accept:
             self.request_run()  # the SDK runs the pending actions as an implicit approval
         else:
-            await trio.to_thread.run_sync(self._durably, self.sdk.reject_pending_actions, reason)
+            await self._call_durably(self.sdk.reject_pending_actions, reason)
 
     async def set_confirmation_policy(self, policy: Any) -> None:
         assert self.sdk is not None
-        await trio.to_thread.run_sync(self._durably, self.sdk.set_confirmation_policy, policy)
+        await self._call_durably(self.sdk.set_confirmation_policy, policy)
 
     async def set_security_analyzer(self, analyzer: Any) -> None:
         assert self.sdk is not None
-        await trio.to_thread.run_sync(self._durably, self.sdk.set_security_analyzer, analyzer)
+        await self._call_durably(self.sdk.set_security_analyzer, analyzer)
 
     async def update_secrets(self, secrets: dict[str, Any]) -> None:
         assert self.sdk is not None
-        await trio.to_thread.run_sync(self._durably, self.sdk.update_secrets, secrets)
+        await self._call_durably(self.sdk.update_secrets, secrets)
 
     # -- durability: what an answer acknowledges is on disk (stores/group_commit.py) ----
+
+    async def _call_durably[T](self, fn: Callable[..., T], *args: Any) -> T:
+        """`_durably(fn, *args)` in a worker thread, then the events it logged stored."""
+        result = await trio.to_thread.run_sync(self._durably, fn, *args)
+        await self.flush_events()
+        return result
+
+    async def flush_events(self) -> None:
+        """Return once every event logged so far is stored (the shared store's table). The
+        events an SDK call emitted are in the log once the call has returned to Trio: the
+        hand-over (`run_sync_soon`) precedes the thread's result in Trio's queue."""
+        if self.events is not None and not self.lost:
+            await self.events.flush()
+
+    async def make_durable(self) -> None:
+        """Every write so far synced (the files store), every event stored (the shared one)."""
+        if self.files is not None:
+            await trio.to_thread.run_sync(self.files.sync)
+        await self.flush_events()
 
     def _durably[T](self, fn: Callable[..., T], *args: Any) -> T:
         """A blocking SDK call, then a sync of what it wrote (worker thread)."""

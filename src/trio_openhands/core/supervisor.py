@@ -5,9 +5,13 @@
         ├── conversation A task: A.scope ⊃ A.nursery ⊃ run task
         └── conversation B task: ...
 
-Stored conversations are listed from their meta.json at start-up and loaded (their SDK
-object and event log rebuilt from disk) on first use, so start-up stays fast whatever is
-stored. Shutdown pauses every run, persists, and closes every socket with 1001.
+Stored conversations are listed from their records at start-up and loaded (their SDK
+object and event log rebuilt from the store) on first use, so start-up stays fast whatever
+is stored. Shutdown pauses every run, persists, and closes every socket with 1001.
+
+Where they are stored is the `ConversationStore`'s business (stores/conversation_store.py):
+files under the conversations directory, or the PostgreSQL database several instances
+share, where a conversation is loaded only on the instance that claimed it (its lease).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from trio_openhands.core.errors import ApiError, Conflict, NotFound
 from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
 from trio_openhands.services.commands import CommandService
 from trio_openhands.stores import file_store
+from trio_openhands.stores.conversation_store import OwnedElsewhere, open_conversation_store
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from trio_openhands.core.models import StartConversationRequest
     from trio_openhands.core.sdk_loader import SdkLoader
     from trio_openhands.settings import Settings
+    from trio_openhands.stores.conversation_store import ConversationStore
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,13 @@ class Supervisor:
         self._cipher: Any = None
         self._secret_key: str | None = None
         self.shutting_down = False
+        self._store: ConversationStore | None = None
+
+    @property
+    def store(self) -> ConversationStore:
+        if self._store is None:
+            raise RuntimeError("the store opens with the supervisor")
+        return self._store
 
     async def run(
         self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
@@ -74,23 +87,23 @@ class Supervisor:
         lock = await trio.to_thread.run_sync(file_store.lock_conversations_dir, conversations_dir)
         with lock:
             try:
-                await self._serve(task_status)
+                async with open_conversation_store(
+                    self.settings,
+                    on_lost=self._on_lease_lost,
+                    on_deleted=self._on_deleted_elsewhere,
+                    on_expired=self._take_over,
+                ) as store:
+                    self._store = store
+                    await self._serve(task_status)
             finally:
                 with trio.CancelScope(shield=True):
                     await self.asyncio_host.aclose()
 
     async def _serve(self, task_status: trio.TaskStatus[Supervisor]) -> None:
-        conversations_dir = self.settings.conversations_dir
-        for data in await trio.to_thread.run_sync(file_store.read_all_meta, conversations_dir):
-            try:
-                record = ConversationRecord.from_json(data)
-            except (KeyError, ValueError) as error:
-                log.error("skipping a stored conversation with bad metadata: %s", error)
-                continue
-            if record.status == "running":  # the server stopped mid-run: not running now
-                record.status = "paused"
-            self.records[record.id] = record
-        log.info("supervisor: %d stored conversations in %s", len(self.records), conversations_dir)
+        for data in await self.store.read_records():
+            self._add_record(data)
+        where = "the database" if self.store.shared else self.settings.conversations_dir
+        log.info("supervisor: %d stored conversations in %s", len(self.records), where)
         async with trio.open_nursery() as conversations_nursery:
             self._conversations_nursery = conversations_nursery
             await conversations_nursery.start(self.commands.run)
@@ -100,6 +113,17 @@ class Supervisor:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.shutdown()
+
+    def _add_record(self, data: dict[str, Any]) -> ConversationRecord | None:
+        try:
+            record = ConversationRecord.from_json(data)
+        except (KeyError, ValueError) as error:
+            log.error("skipping a stored conversation with bad metadata: %s", error)
+            return None
+        if record.status == "running" and not self.store.shared:
+            record.status = "paused"  # the server stopped mid-run: not running now
+        self.records[record.id] = record
+        return record
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -114,11 +138,7 @@ class Supervisor:
 
     async def _cipher_for_storage(self) -> Any:
         if self._cipher is None:
-            self._secret_key = await trio.to_thread.run_sync(
-                file_store.load_or_create_secret,
-                self.settings.conversations_dir,
-                self.settings.secret_key,
-            )
+            self._secret_key = await self.store.secret_key()
             self._cipher = sdk_bridge.make_cipher(self._secret_key)
         return self._cipher
 
@@ -182,6 +202,7 @@ class Supervisor:
             return await self.get(conversation_id), False
         done = self._loading[conversation_id] = trio.Event()
         try:
+            await self.store.claim(conversation_id)
             if prepare is not None:
                 agent = await prepare()
             now = utc_now()
@@ -212,7 +233,7 @@ class Supervisor:
                 loaded.touch()
                 return loaded
             await loaded.closed.wait()  # being unloaded: load it again once it is closed
-        record = self.records.get(conversation_id)
+        record = await self.find_record(conversation_id)
         if record is None:
             raise NotFound(f"Conversation not found: {conversation_id}")
         if conversation_id in self._loading:  # someone else is loading it: wait for them
@@ -222,7 +243,20 @@ class Supervisor:
         try:
             await self.sdk_loader.wait_ready()
             self._refuse_during_shutdown()
-            conversation = await self._start(record, agent=None, confirmation_mode=None)
+            await self.store.claim(conversation_id)
+            if self.store.shared:  # read again under the lease: the last owner's last word
+                data = await self.store.read_record(conversation_id)
+                if data is None:
+                    await self.store.release(conversation_id)
+                    self.records.pop(conversation_id, None)
+                    raise NotFound(f"Conversation not found: {conversation_id}")
+                record = self._add_record(data) or record
+            try:
+                conversation = await self._start(record, agent=None, confirmation_mode=None)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await self.store.release(conversation_id)
+                raise
             log.info(
                 "conversation %s: loaded from disk (%d events, %s)",
                 conversation_id,
@@ -233,6 +267,16 @@ class Supervisor:
         finally:
             del self._loading[conversation_id]
             done.set()
+
+    async def find_record(self, conversation_id: uuid.UUID) -> ConversationRecord | None:
+        """The conversation's record; from the shared store when this instance has not seen
+        it (another instance created it since this one started)."""
+        record = self.records.get(conversation_id)
+        if record is None and self.store.shared:
+            data = await self.store.read_record(conversation_id)
+            if data is not None and conversation_id not in self.records:
+                record = self._add_record(data)
+        return record
 
     async def _start(
         self, record: ConversationRecord, *, agent: Any, confirmation_mode: bool | None
@@ -246,13 +290,10 @@ class Supervisor:
             save=self.save,
         )
         cipher = await self._cipher_for_storage()
-        from trio_openhands.stores.group_commit import GroupCommitFileStore  # imports the SDK
-
         max_iterations = int(record.request.get("max_iterations", 500))
-        conversation.files = files = GroupCommitFileStore(
-            str(file_store.conversation_dir(self.settings.conversations_dir, record.id.hex)),
-            cache_limit_size=max_iterations,  # as the SDK sizes its own store's cache
-        )
+        opened = await self.store.open_files(record)
+        conversation.files = opened.durable
+        conversation.events = opened.events
         sdk = await trio.to_thread.run_sync(
             partial(
                 sdk_bridge.blocking_open_conversation,
@@ -266,13 +307,13 @@ class Supervisor:
                 keep_state_update=conversation.keep_state_update,
                 confirmation_mode=confirmation_mode,
                 hook_config=record.request.get("hook_config"),
-                file_store=files,
+                file_store=opened.sdk_file_store,
             )
         )
         conversation.adopt(sdk)
         if agent is None and conversation.status == "running":
             await trio.to_thread.run_sync(sdk_bridge.blocking_recover_interrupted_run, sdk)
-        await trio.to_thread.run_sync(files.sync)  # a 201 means on disk
+        await conversation.make_durable()  # a 201 means stored
         # A task keeps the context it was started from: from a request's, the task would keep
         # that request (its body too) as long as the conversation stays loaded.
         started = trio.Event()
@@ -294,6 +335,8 @@ class Supervisor:
             with conversation.scope:
                 async with trio.open_nursery() as conversation_nursery:
                     conversation.nursery = conversation_nursery
+                    if conversation.events is not None:
+                        await conversation_nursery.start(conversation.events.run)
                     started.set()
                     idle_seconds = self.settings.idle_unload_seconds
                     if idle_seconds > 0:
@@ -314,15 +357,15 @@ class Supervisor:
     async def _release(self, conversation: Conversation) -> None:
         if conversation.deleted:
             await conversation.close_runtime(CLOSE_CONVERSATION_DELETED, "conversation deleted")
-            folder = file_store.conversation_dir(
-                self.settings.conversations_dir, conversation.id.hex
-            )
-            await trio.to_thread.run_sync(file_store.remove_tree, folder)
+            await self._logged("removing", self.store.remove(conversation.id), conversation)
             log.info("conversation %s: deleted", conversation.id)
+        elif conversation.lost:
+            await conversation.close_runtime(CLOSE_GOING_AWAY, "conversation moved")
+            log.info("conversation %s: stopped here (taken over)", conversation.id)
         else:
             reason = "conversation unloaded" if conversation.unloading else "server shutting down"
             await conversation.close_runtime(CLOSE_GOING_AWAY, reason)
-            await self.save(conversation)
+            await self._logged("saving", self._save_and_release(conversation), conversation)
         # The events' text is freed now, not at the cyclic collector's next full pass.
         conversation.log.release()
         if conversation.sdk is not None:
@@ -330,18 +373,60 @@ class Supervisor:
         self.loaded.pop(conversation.id, None)
         conversation.closed.set()
 
+    async def _save_and_release(self, conversation: Conversation) -> None:
+        await self.save(conversation)
+        await conversation.flush_events()
+        await self.store.release(conversation.id)
+
+    async def _logged(self, what: str, step: Awaitable[None], conversation: Conversation) -> None:
+        """A last store write of a closing conversation: a failure is logged, not raised
+        (the conversation's task must still end and free what it holds)."""
+        try:
+            await step
+        except Exception as error:
+            log.error("conversation %s: %s it failed: %s", conversation.id, what, error)
+
+    # -- the shared store's news ------------------------------------------------------
+
+    def _on_lease_lost(self, conversation_id: uuid.UUID) -> None:
+        """Another instance took the conversation over: stop it here, writing nothing."""
+        conversation = self.loaded.get(conversation_id)
+        if conversation is not None:
+            conversation.lost = True
+            conversation.scope.cancel()
+
+    def _on_deleted_elsewhere(self, conversation_id: uuid.UUID) -> None:
+        if conversation_id not in self.loaded:
+            self.records.pop(conversation_id, None)
+
+    async def _take_over(self, conversation_id: uuid.UUID) -> None:
+        """A dead instance's conversation (its lease expired): claim it and restore it here,
+        as after a crash (paused, an interrupted tool call reported)."""
+        if self.shutting_down or conversation_id in self.loaded:
+            return
+        try:
+            conversation = await self.get(conversation_id)
+        except OwnedElsewhere:
+            return  # another instance was quicker
+        except ApiError as error:
+            log.warning("conversation %s: taking it over failed: %s", conversation_id, error)
+            return
+        log.warning(
+            "conversation %s: taken over from a dead instance (%s)",
+            conversation_id,
+            conversation.status,
+        )
+
     # -- operations ---------------------------------------------------------------------
 
     async def save(self, conversation: Conversation) -> None:
-        if conversation.deleted:  # its folder is gone, or about to be
+        if conversation.deleted or conversation.lost:  # gone, or not ours to write
             return
         record = conversation.record
         record.status = conversation.status
         if conversation.sdk is not None:
             record.metrics = sdk_bridge.metrics_of(conversation.sdk)
-        await file_store.write_meta(
-            self.settings.conversations_dir, record.id.hex, record.to_json()
-        )
+        await self.store.save_record(record)
 
     async def delete(self, conversation_id: uuid.UUID) -> None:
         conversation = await self.get(conversation_id)  # NotFound once deletion began
