@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -17,6 +17,7 @@ from tests.conftest import (
     LiveServer,
     free_port,
     llm_settings,
+    start_server,
     test_settings,
     wait_status,
 )
@@ -135,3 +136,107 @@ async def test_listing_shows_what_was_created(server: LiveServer, fake_llm: Fake
     assert [item["id"] for item in found["items"]] == [c["id"] for c in reversed(created)][:2]
     count = await server.client.get("/api/conversations/count")
     assert count.json() == 3
+
+
+async def two_instances(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str
+) -> tuple[LiveServer, LiveServer]:
+    """Two servers in this process over one database, each with its own directories."""
+    servers = []
+    for name in ("a", "b"):
+        settings = test_settings(
+            tmp_path / name, database_url=postgres_url, port=free_port(), lease_seconds=3.0
+        )
+        servers.append(await start_server(nursery, settings))
+    return servers[0], servers[1]
+
+
+class Frames:
+    """What a socket received, and a way to wait until it has received `count` frames."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self._changed = trio.Event()
+
+    async def read(self, socket: WebSocketConnection) -> None:
+        try:
+            while True:
+                self.items.append(json.loads(await socket.get_message()))
+                self._changed.set()
+        except ConnectionClosed as closed:
+            self.close_code = None if closed.reason is None else closed.reason.code
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.items) < count:
+            self._changed = trio.Event()
+            await self._changed.wait()
+
+
+async def test_any_instance_serves_a_conversation_another_runs(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
+) -> None:
+    a, b = await two_instances(nursery, tmp_path, postgres_url)
+    try:
+        tag = fake_llm.script("shared", [text("one")])
+        info = await start(a, fake_llm, f"hello {tag}")
+        cid = info["id"]
+        await wait_status(a, cid, "finished")
+        socket_path = f"/conversations/{cid}/events/socket?resend_all=true"
+        on_a_frames, on_b_frames = Frames(), Frames()
+        with trio.fail_after(30):
+            async with (
+                open_websocket_url(b.ws_url(socket_path)) as on_b,
+                open_websocket_url(a.ws_url(socket_path)) as on_a,
+                trio.open_nursery() as readers,
+            ):
+                readers.start_soon(on_b_frames.read, on_b)
+                readers.start_soon(on_a_frames.read, on_a)
+                # B lists A's conversation, and forwards its commands to A.
+                listed = (await b.client.get("/conversations/search")).json()["items"]
+                assert [item["id"] for item in listed] == [cid]
+                assert (await b.client.get(f"/conversations/{cid}")).json()["status"] == "finished"
+                held = fake_llm.script("held", [text("two", delay=30)])
+                sent = await b.client.post(f"/conversations/{cid}/events", json=message(held))
+                assert sent.status_code == 200, sent.text
+                request = await fake_llm.wait_for_request(script="held", step=0)
+                paused = await b.client.post(f"/conversations/{cid}/pause")
+                assert paused.status_code == 200, paused.text
+                assert paused.json()["status"] == "paused"
+                assert (await b.client.get(f"/conversations/{cid}")).json()["status"] == "paused"
+                assert await request.wait_done() == "aborted"
+                logged = await events_of(a, cid)
+                await on_b_frames.wait_for(len(logged))  # the follower caught up
+                deleted = await b.client.delete(f"/conversations/{cid}")
+                assert deleted.status_code == 200, deleted.text
+        assert (on_a_frames.close_code, on_b_frames.close_code) == (4004, 4004)
+        # The socket on B (from the store) got every event once, in order, as A's log has it.
+        assert on_b_frames.items == logged
+        assert on_a_frames.items == logged
+        assert (await a.client.get(f"/conversations/{cid}")).status_code == 404
+        assert (await b.client.get(f"/conversations/{cid}")).status_code == 404
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_stopped_owners_conversation_is_served_by_another_instance(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
+) -> None:
+    a, b = await two_instances(nursery, tmp_path, postgres_url)
+    try:
+        tag = fake_llm.script("moved", [text("on a")])
+        info = await start(a, fake_llm, f"hello {tag}")
+        await wait_status(a, info["id"], "finished")
+        before = await events_of(a, info["id"])
+        await a.aclose()  # a clean stop releases its leases: B claims at once
+        fake_llm.script("moved", [text("on b")])
+        sent = await b.client.post(f"/conversations/{info['id']}/events", json=message(tag))
+        assert sent.status_code == 200, sent.text
+        await wait_status(b, info["id"], "finished")
+        after = await events_of(b, info["id"])
+        assert after[: len(before)] == before
+        assert after[-1]["kind"] == "ConversationStateUpdateEvent"
+        assert any("on b" in json.dumps(e) for e in after[len(before) :])
+    finally:
+        await b.aclose()

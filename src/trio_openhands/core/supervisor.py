@@ -71,6 +71,7 @@ class Supervisor:
         self._cipher: Any = None
         self._secret_key: str | None = None
         self.shutting_down = False
+        self.stopping = trio.Event()  # set when the shutdown begins
         self._store: ConversationStore | None = None
 
     @property
@@ -268,6 +269,41 @@ class Supervisor:
             del self._loading[conversation_id]
             done.set()
 
+    async def sync_records(self) -> None:
+        """With the shared store, the catalog as the database has it now (every instance's
+        conversations), for a listing; records of conversations loaded here are kept."""
+        if not self.store.shared:
+            return
+        seen: set[uuid.UUID] = set()
+        for data in await self.store.read_records():
+            try:
+                record = ConversationRecord.from_json(data)
+            except (KeyError, ValueError):
+                continue
+            seen.add(record.id)
+            if record.id not in self.loaded:
+                self.records[record.id] = record
+        for conversation_id in list(self.records):
+            if conversation_id not in seen | self.loaded.keys() | self._loading.keys():
+                del self.records[conversation_id]
+
+    async def refresh_record(self, conversation_id: uuid.UUID) -> None:
+        """With the shared store, a conversation not loaded here as the database has it
+        now: its record, with the status its log says last (what its owner's GET says)."""
+        if not self.store.shared or conversation_id in self.loaded:
+            return
+        data = await self.store.read_record(conversation_id)
+        if data is None:
+            if conversation_id not in self._loading:
+                self.records.pop(conversation_id, None)
+            return
+        status = await self.store.logged_status(conversation_id)
+        if conversation_id in self.loaded:  # loaded here meanwhile: its own record rules
+            return
+        record = self._add_record(data)
+        if record is not None and status is not None:
+            record.status = status
+
     async def find_record(self, conversation_id: uuid.UUID) -> ConversationRecord | None:
         """The conversation's record; from the shared store when this instance has not seen
         it (another instance created it since this one started)."""
@@ -439,6 +475,7 @@ class Supervisor:
     async def shutdown(self) -> None:
         """Pause every run, persist, close sockets with 1001: bounded by graceful_timeout."""
         self.shutting_down = True
+        self.stopping.set()
         conversations = list(self.loaded.values())
         if conversations:
             log.info("supervisor: shutting down %d loaded conversations", len(conversations))

@@ -88,6 +88,11 @@ class ConversationStore(Protocol):
         """One record, None when there is none (another instance may have created it)."""
         ...
 
+    async def logged_status(self, conversation_id: uuid.UUID) -> str | None:
+        """The last execution status the conversation's stored log says (None: none, or
+        the log is not stored apart from the SDK's files)."""
+        ...
+
     async def secret_key(self) -> str:
         """The server secret that encrypts keys at rest."""
         ...
@@ -132,6 +137,9 @@ class FilesStore:
 
     async def read_record(self, conversation_id: uuid.UUID) -> dict[str, Any] | None:
         return None  # every record was read at start; this instance writes them all
+
+    async def logged_status(self, conversation_id: uuid.UUID) -> str | None:
+        return None
 
     async def secret_key(self) -> str:
         return await trio.to_thread.run_sync(

@@ -48,6 +48,7 @@ from trio_openhands.web.connection import (
     ShieldedEndHTTPConnection,
     install_json_protocol_errors,
 )
+from trio_openhands.web.forwarding import install_forwarding
 from trio_openhands.web.json_errors import install_error_handlers
 from trio_openhands.web.security import install_security
 from trio_openhands.web.seed import conversations, events, sockets
@@ -166,6 +167,8 @@ def create_app(
     docs.configure(app)
     install_error_handlers(app)
     install_security(app, settings)
+    if settings.database_url is not None:
+        install_forwarding(app)
     seed_modules = (conversations, events, sockets)
     api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
     api_modules += (api_skills, api_plugins, api_tools, api_vscode, api_workspaces)

@@ -58,6 +58,15 @@ SWEEP_INTERVAL = 1.0
 LISTEN_RETRY = 0.5
 
 
+# The value of the conversation's last `execution_status` update: the status REST shows.
+_LOGGED_STATUS = """
+SELECT body::jsonb ->> 'value' FROM events
+WHERE conversation_id = %s AND kind = 'ConversationStateUpdateEvent'
+    AND body::jsonb ->> 'key' = 'execution_status'
+ORDER BY seq DESC LIMIT 1
+"""
+
+
 class StoreStartFailed(RuntimeError):
     """The database cannot be used: unreachable, too new a schema, no shared secret."""
 
@@ -89,6 +98,13 @@ class PostgresStore:
 
     async def read_record(self, conversation_id: uuid.UUID) -> dict[str, Any] | None:
         return await self.catalog.get(conversation_id)
+
+    async def logged_status(self, conversation_id: uuid.UUID) -> str | None:
+        def logged_status(connection: psycopg.Connection) -> str | None:
+            row = connection.execute(_LOGGED_STATUS, (conversation_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.database.run(logged_status)
 
     async def secret_key(self) -> str:
         return self._secret

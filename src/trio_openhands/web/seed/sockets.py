@@ -9,6 +9,8 @@ The client may send messages (`{"role": "user", "content": [...]}`), handled lik
 Rejected before accept: a bad key (403), an unknown conversation (404), an unknown
 `after_event_id` (400). Close codes: 1001 server shutdown, 1013 the subscriber fell more
 than `subscriber_buffer` frames behind (reconnect with `after_event_id`), 4004 deleted.
+With the shared store, a socket on an instance that does not own the conversation follows
+it from the database (web/followed_socket.py): the same frames and close codes.
 A client that stops reading altogether still gets its 1013 close frame, but only once it
 reads again (the frames in flight come first); meanwhile it holds no queued frames.
 """
@@ -27,7 +29,9 @@ from trio_openhands.core import sdk_bridge
 from trio_openhands.core.errors import ApiError, ValidationFailed
 from trio_openhands.core.models import SendMessageRequest
 from trio_openhands.core.validation import errors_from, load_json
+from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.common import app, parse_conversation_id, supervisor
+from trio_openhands.web.followed_socket import after_seq_of, serve_followed_socket
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
 
 if TYPE_CHECKING:
@@ -50,14 +54,24 @@ def socket_key_is_valid() -> bool:
 async def event_socket(raw_id: str) -> None:
     if not socket_key_is_valid():
         abort(403)
-    try:
-        conversation = await supervisor().get(parse_conversation_id(raw_id))
-    except ApiError as error:
-        abort(404 if error.status in (404, 422) else error.status)
     after_seq: int | None = None
     if websocket.args.get("resend_all", "").lower() in ("true", "1", "yes"):
         after_seq = -1
-    if after_event_id := websocket.args.get("after_event_id"):
+    after_event_id = websocket.args.get("after_event_id")
+    try:
+        conversation_id = parse_conversation_id(raw_id)
+    except ApiError:
+        abort(404)
+    try:
+        conversation = await supervisor().get(conversation_id)
+    except OwnedElsewhere:  # another instance runs it: follow it from the shared store
+        if after_event_id:
+            after_seq = await after_seq_of(conversation_id, after_event_id)
+        await serve_followed_socket(conversation_id, after_seq=after_seq)
+        return
+    except ApiError as error:
+        abort(404 if error.status in (404, 422) else error.status)
+    if after_event_id:
         after_seq = conversation.log.seq_of(after_event_id)
         if after_seq is None:
             abort(400)
