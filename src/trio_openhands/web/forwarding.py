@@ -26,6 +26,7 @@ import httpx
 from quart import Response, request
 
 from trio_openhands.core.validation import strict_uuid
+from trio_openhands.stores.postgres.fencing import LeaseLost
 from trio_openhands.web.json_errors import json_error
 from trio_openhands.web.security import API_KEY_HEADER
 
@@ -83,6 +84,12 @@ def install_forwarding(app: OpenHandsApp) -> None:
         if not client:
             client.append(httpx.AsyncClient(timeout=FORWARD_TIMEOUT))
         return await forward(client[0], address, store.instance_id)
+
+    @app.errorhandler(LeaseLost)
+    async def _lease_lost(error: LeaseLost) -> Response:  # pyright: ignore[reportUnusedFunction]
+        # An SDK write refused mid-command: another instance took the conversation over.
+        log.warning("%s", error)
+        return json_error(503, "The conversation moved to another instance; retry")
 
     @app.after_serving
     async def _close_client() -> None:  # pyright: ignore[reportUnusedFunction]

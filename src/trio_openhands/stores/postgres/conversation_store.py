@@ -34,6 +34,7 @@ from trio_openhands.stores.postgres.catalog import Catalog
 from trio_openhands.stores.postgres.database import DatabaseUnavailable, open_database
 from trio_openhands.stores.postgres.event_writer import EventWriter
 from trio_openhands.stores.postgres.events import EventStore
+from trio_openhands.stores.postgres.fencing import LeaseLost
 from trio_openhands.stores.postgres.follow import Wakeups
 from trio_openhands.stores.postgres.heartbeat import heartbeat
 from trio_openhands.stores.postgres.instances import InstanceRegistry, new_instance_id
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from trio_openhands.core.conversation import ConversationRecord
     from trio_openhands.settings import Settings
     from trio_openhands.stores.postgres.database import Database
+    from trio_openhands.stores.postgres.fencing import Fence
     from trio_openhands.stores.postgres.leases import Lease
     from trio_openhands.stores.postgres.notify import Notification
 
@@ -90,6 +92,8 @@ class PostgresStore:
         self.wakeups = Wakeups()
         self.held: dict[uuid.UUID, Lease] = {}
         self._secret = settings.secret_key
+        # Set by `open_postgres_store`: the supervisor's way to stop a conversation here.
+        self.on_lost: Callable[[uuid.UUID], object] = lambda conversation_id: None
 
     # -- ConversationStore ----------------------------------------------------------------
 
@@ -135,14 +139,19 @@ class PostgresStore:
         return OpenedFiles(
             sdk_file_store=PostgresFileStore(self.database, fence),
             durable=None,  # each write is committed as it is made
-            events=FencedEvents(EventWriter(self.events, fence, start_after=stored)),
+            events=FencedEvents(
+                EventWriter(self.events, fence, start_after=stored), self._found_lost
+            ),
         )
 
     async def save_record(self, record: ConversationRecord) -> None:
         fence = self._lease(record.id).fence
-        await self.catalog.put(
-            fence, record.to_json(), created_at=record.created_at, updated_at=record.updated_at
-        )
+        try:
+            await self.catalog.put(
+                fence, record.to_json(), created_at=record.created_at, updated_at=record.updated_at
+            )
+        except LeaseLost:  # taken over before the heartbeat said so: nothing was written
+            self._found_lost(fence)
 
     async def release(self, conversation_id: uuid.UUID) -> None:
         lease = self.held.pop(conversation_id, None)
@@ -168,16 +177,17 @@ class PostgresStore:
 
     # -- the store's tasks ------------------------------------------------------------------
 
-    def _on_lost(self, lease: Lease, on_lost: Callable[[uuid.UUID], object]) -> None:
-        held = self.held.get(lease.conversation_id)
-        if held is not None and held.token == lease.token:
-            del self.held[lease.conversation_id]
+    def _found_lost(self, fence: Fence) -> None:
+        """A write was refused, or the heartbeat found the lease gone: stop it here."""
+        held = self.held.get(fence.conversation_id)
+        if held is not None and held.token == fence.token:
+            del self.held[fence.conversation_id]
             log.warning(
                 "conversation %s: taken over by another instance (lease %d lost): stopping here",
-                lease.conversation_id.hex,
-                lease.token,
+                fence.conversation_id.hex,
+                fence.token,
             )
-            on_lost(lease.conversation_id)
+            self.on_lost(fence.conversation_id)
 
     async def _listen(
         self,
@@ -226,24 +236,26 @@ class FencedEvents:
     """The conversation's `EventWriter` as an `EventSink`: a flush after a takeover answers
     503 (the conversation moved) instead of failing the request."""
 
-    def __init__(self, writer: EventWriter) -> None:
+    def __init__(self, writer: EventWriter, on_lost: Callable[[Fence], object]) -> None:
         self.writer = writer
+        self._on_lost = on_lost
 
     def add(self, event: Any) -> None:
         self.writer.add(event)
 
     async def flush(self) -> None:
-        from trio_openhands.stores.postgres.fencing import LeaseLost
-
         try:
             await self.writer.flush()
         except LeaseLost:
+            self._on_lost(self.writer.fence)
             raise ApiError(
                 503, f"Conversation {self.writer.fence.conversation_id} moved to another instance"
             ) from None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.writer.run(task_status=task_status)
+        if isinstance(self.writer.failed, LeaseLost):
+            self._on_lost(self.writer.fence)
 
 
 def _bound_address(settings: Settings) -> str:
@@ -281,12 +293,13 @@ async def open_postgres_store(
         raise StoreStartFailed(f"cannot use the database: {error}") from None
     try:
         store = PostgresStore(database, settings, instance_id)
+        store.on_lost = on_lost
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 lambda *, task_status: heartbeat(
                     store.leases,
                     lambda: list(store.held.values()),
-                    lambda lease: store._on_lost(lease, on_lost),
+                    lambda lease: store._found_lost(lease.fence),
                     registry=store.registry,
                     task_status=task_status,
                 )
