@@ -183,15 +183,17 @@ async def test_any_instance_serves_a_conversation_another_runs(
         cid = info["id"]
         await wait_status(a, cid, "finished")
         socket_path = f"/conversations/{cid}/events/socket?resend_all=true"
-        on_a_frames, on_b_frames = Frames(), Frames()
+        on_a_frames, on_b_frames, api_on_b = Frames(), Frames(), Frames()
         with trio.fail_after(30):
             async with (
                 open_websocket_url(b.ws_url(socket_path)) as on_b,
                 open_websocket_url(a.ws_url(socket_path)) as on_a,
+                open_websocket_url(b.ws_url(f"/sockets/events/{cid}?resend_all=true")) as api_b,
                 trio.open_nursery() as readers,
             ):
                 readers.start_soon(on_b_frames.read, on_b)
                 readers.start_soon(on_a_frames.read, on_a)
+                readers.start_soon(api_on_b.read, api_b)
                 # B lists A's conversation, and forwards its commands to A.
                 listed = (await b.client.get("/conversations/search")).json()["items"]
                 assert [item["id"] for item in listed] == [cid]
@@ -206,10 +208,13 @@ async def test_any_instance_serves_a_conversation_another_runs(
                 assert (await b.client.get(f"/conversations/{cid}")).json()["status"] == "paused"
                 assert await request.wait_done() == "aborted"
                 logged = await events_of(a, cid)
-                await on_b_frames.wait_for(len(logged))  # the follower caught up
+                await on_b_frames.wait_for(len(logged))  # the followers caught up
+                await api_on_b.wait_for(len(logged))
                 deleted = await b.client.delete(f"/conversations/{cid}")
                 assert deleted.status_code == 200, deleted.text
         assert (on_a_frames.close_code, on_b_frames.close_code) == (4004, 4004)
+        assert api_on_b.close_code == 4004
+        assert api_on_b.items == logged  # the /api socket on B: the same frames
         # The socket on B (from the store) got every event once, in order, as A's log has it.
         assert on_b_frames.items == logged
         assert on_a_frames.items == logged

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 import trio
 from pydantic import ValidationError
-from quart import abort, websocket
+from quart import websocket
 
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.errors import ApiError, ValidationFailed
@@ -45,15 +45,20 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_CONVERSATION_DELETED = 4004
 
 
-async def serve_followed_socket(conversation_id: uuid.UUID, *, after_seq: int | None) -> None:
+async def serve_followed_socket(
+    conversation_id: uuid.UUID, *, after_seq: int | None, accepted: bool = False
+) -> None:
     """Serve the event socket from the store. `after_seq`: -1 replays everything, None
-    nothing (only new events); `after_event_id` is resolved by `after_seq_of`."""
+    nothing (only new events); `after_event_id` is resolved by `stored_seq_of`. The /api
+    socket has accepted already (it authenticates after accepting); it gets the events
+    only, not the owner's `full_state` snapshots."""
     sup = supervisor()
     store: PostgresStore = sup.store  # type: ignore[assignment]
     start = await store.events.last_seq(conversation_id) if after_seq is None else after_seq
     follower = EventFollower(store.events, store.wakeups, conversation_id, after_seq=start)
     with follower:
-        await websocket.accept()
+        if not accepted:
+            await websocket.accept()
         log.info("conversation %s: socket following the store after seq %d", conversation_id, start)
         close_code = 1000
         async with trio.open_nursery() as socket_nursery:
@@ -86,13 +91,11 @@ async def serve_followed_socket(conversation_id: uuid.UUID, *, after_seq: int | 
     log.info("conversation %s: followed socket closed with %d", conversation_id, close_code)
 
 
-async def after_seq_of(conversation_id: uuid.UUID, event_id: str) -> int:
-    """The seq of `after_event_id` in the store; a 400 before accept when unknown."""
+async def stored_seq_of(conversation_id: uuid.UUID, event_id: str) -> int | None:
+    """The seq of an event in the store (`after_event_id`); None when unknown."""
     store: PostgresStore = supervisor().store  # type: ignore[assignment]
     event = await store.events.get(conversation_id, event_id)
-    if event is None:
-        abort(400)
-    return event.seq
+    return None if event is None else event.seq
 
 
 async def _read_messages(conversation_id: uuid.UUID) -> None:

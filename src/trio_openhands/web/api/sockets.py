@@ -41,9 +41,11 @@ from trio_openhands.core.event_log import (
     Transient,
 )
 from trio_openhands.core.validation import errors_from, load_json, strict_uuid
+from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.api.models import ApiSendMessageRequest
 from trio_openhands.web.api.state import full_state_frame
 from trio_openhands.web.common import app, supervisor
+from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
 
 if TYPE_CHECKING:
@@ -83,12 +85,16 @@ async def accept_authenticated() -> bool:
 async def events_socket(raw_id: str) -> None:
     if not await accept_authenticated():
         return
+    if (conversation_id := strict_uuid(raw_id)) is None:
+        await websocket.close(CLOSE_CONVERSATION_DELETED, "Conversation not found")
+        return
     try:
-        if (conversation_id := strict_uuid(raw_id)) is None:
-            raise NotFound(raw_id)
         conversation = await supervisor().get(conversation_id)
         if conversation.deleted:
             raise NotFound(raw_id)
+    except OwnedElsewhere:  # another instance runs it: follow it from the shared store
+        await _follow_from_store(conversation_id)
+        return
     except NotFound:
         await websocket.close(CLOSE_CONVERSATION_DELETED, "Conversation not found")
         return
@@ -101,6 +107,25 @@ async def events_socket(raw_id: str) -> None:
         await websocket.close(CLOSE_POLICY_VIOLATION, str(error))
         return
     await _stream(conversation, after_seq, app().settings.conversations_dir)
+
+
+async def _follow_from_store(conversation_id: uuid.UUID) -> None:
+    args = websocket.args
+    after_seq: int | None = None
+    if after_event_id := args.get("after_event_id"):
+        after_seq = await stored_seq_of(conversation_id, after_event_id)
+        if after_seq is None:
+            await websocket.close(
+                CLOSE_POLICY_VIOLATION, f"Unknown after_event_id: {after_event_id}"
+            )
+            return
+    elif args.get("resend_mode") == "all" or args.get("resend_all", "").lower() in (
+        "true",
+        "1",
+        "yes",
+    ):
+        after_seq = -1
+    await serve_followed_socket(conversation_id, after_seq=after_seq, accepted=True)
 
 
 async def _authenticated_by_first_frame(keys: tuple[str, ...]) -> bool:

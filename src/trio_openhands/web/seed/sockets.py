@@ -31,7 +31,7 @@ from trio_openhands.core.models import SendMessageRequest
 from trio_openhands.core.validation import errors_from, load_json
 from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.common import app, parse_conversation_id, supervisor
-from trio_openhands.web.followed_socket import after_seq_of, serve_followed_socket
+from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
 
 if TYPE_CHECKING:
@@ -66,7 +66,9 @@ async def event_socket(raw_id: str) -> None:
         conversation = await supervisor().get(conversation_id)
     except OwnedElsewhere:  # another instance runs it: follow it from the shared store
         if after_event_id:
-            after_seq = await after_seq_of(conversation_id, after_event_id)
+            after_seq = await stored_seq_of(conversation_id, after_event_id)
+            if after_seq is None:
+                abort(400)
         await serve_followed_socket(conversation_id, after_seq=after_seq)
         return
     except ApiError as error:
