@@ -73,6 +73,8 @@ async def test_every_logged_event_is_in_the_events_table_in_order(
     )
     assert sent.status_code == 200
     logged = await events_of(server, info["id"])
+    forked = await server.client.post(f"/api/conversations/{info['id']}/fork", json={})
+    assert forked.status_code == 501, forked.text  # not with a database yet, and says so
     with trio.fail_after(10):
         async with open_database(url) as database:
             stored = await EventStore(database).after(uuid.UUID(info["id"]))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands.core import sdk_bridge
-from trio_openhands.core.errors import NotFound
+from trio_openhands.core.errors import ApiError, NotFound
 from trio_openhands.stores import file_store
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ async def fork(
     worktree: deleting the fork must not remove the source's."""
     sdk = source.sdk
     assert sdk is not None
+    if supervisor.store.shared:  # the SDK's fork writes a folder on disk, not the store
+        raise ApiError(501, "Forking needs the files store: not served with a database yet")
     if from_event_id is not None and source.log.get(from_event_id) is None:
         raise NotFound(f"Unknown from_event_id: {from_event_id}")
     fork_id = fork_id or uuid.uuid4()

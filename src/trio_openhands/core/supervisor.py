@@ -204,6 +204,22 @@ class Supervisor:
         done = self._loading[conversation_id] = trio.Event()
         try:
             await self.store.claim(conversation_id)
+            if self.store.shared and await self.store.read_record(conversation_id):
+                existing = True  # created by another instance: idempotent, as above
+            else:
+                existing = False
+            if existing and prepare is not None:
+                await self.store.release(conversation_id)
+                raise Conflict(f"Conversation with id {conversation_id} already exists")
+        except BaseException:
+            del self._loading[conversation_id]
+            done.set()
+            raise
+        if existing:
+            del self._loading[conversation_id]
+            done.set()
+            return await self.get(conversation_id), False
+        try:
             if prepare is not None:
                 agent = await prepare()
             now = utc_now()
