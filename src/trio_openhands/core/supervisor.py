@@ -29,12 +29,13 @@ from trio_openhands.core.asyncio_host import AsyncioHost
 from trio_openhands.core.conversation import Conversation, ConversationRecord, utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound
 from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
+from trio_openhands.core.records import Records
 from trio_openhands.services.commands import CommandService
 from trio_openhands.stores import file_store
 from trio_openhands.stores.conversation_store import OwnedElsewhere, open_conversation_store
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable
 
     from trio_openhands.core.models import StartConversationRequest
     from trio_openhands.core.sdk_loader import SdkLoader
@@ -42,14 +43,6 @@ if TYPE_CHECKING:
     from trio_openhands.stores.conversation_store import ConversationStore
 
 log = logging.getLogger(__name__)
-
-# Search orders: the record attribute sorted on, and whether newest first.
-_SORT_KEYS = {
-    "CREATED_AT": ("created_at", False),
-    "CREATED_AT_DESC": ("created_at", True),
-    "UPDATED_AT": ("updated_at", False),
-    "UPDATED_AT_DESC": ("updated_at", True),
-}
 
 
 class Supervisor:
@@ -64,9 +57,9 @@ class Supervisor:
             subscriber_buffer=settings.subscriber_buffer,
             max_output_bytes=settings.command_output_limit,
         )
-        self.records: dict[uuid.UUID, ConversationRecord] = {}
+        self.records = Records(self)
         self.loaded: dict[uuid.UUID, Conversation] = {}
-        self._loading: dict[uuid.UUID, trio.Event] = {}
+        self.loading: dict[uuid.UUID, trio.Event] = {}
         self._conversations_nursery: trio.Nursery | None = None
         self._cipher: Any = None
         self._secret_key: str | None = None
@@ -102,7 +95,7 @@ class Supervisor:
 
     async def _serve(self, task_status: trio.TaskStatus[Supervisor]) -> None:
         for data in await self.store.read_records():
-            self._add_record(data)
+            self.records.add_json(data)
         where = "the database" if self.store.shared else self.settings.conversations_dir
         log.info("supervisor: %d stored conversations in %s", len(self.records), where)
         async with trio.open_nursery() as conversations_nursery:
@@ -114,17 +107,6 @@ class Supervisor:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.shutdown()
-
-    def _add_record(self, data: dict[str, Any]) -> ConversationRecord | None:
-        try:
-            record = ConversationRecord.from_json(data)
-        except (KeyError, ValueError) as error:
-            log.error("skipping a stored conversation with bad metadata: %s", error)
-            return None
-        if record.status == "running" and not self.store.shared:
-            record.status = "paused"  # the server stopped mid-run: not running now
-        self.records[record.id] = record
-        return record
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -191,7 +173,7 @@ class Supervisor:
         self._refuse_during_shutdown()
         conversation_id = conversation_id or uuid.uuid4()
         while True:  # no await between the last check and claiming the id below
-            if (pending := self._loading.get(conversation_id)) is not None:
+            if (pending := self.loading.get(conversation_id)) is not None:
                 await pending.wait()
             elif (closing := self.loaded.get(conversation_id)) is not None and closing.deleted:
                 await closing.closed.wait()  # its folder is about to be removed
@@ -201,7 +183,7 @@ class Supervisor:
             if prepare is not None:
                 raise Conflict(f"Conversation with id {conversation_id} already exists")
             return await self.get(conversation_id), False
-        done = self._loading[conversation_id] = trio.Event()
+        done = self.loading[conversation_id] = trio.Event()
         try:
             await self.store.claim(conversation_id)
             if self.store.shared and await self.store.read_record(conversation_id):
@@ -212,11 +194,11 @@ class Supervisor:
                 await self.store.release(conversation_id)
                 raise Conflict(f"Conversation with id {conversation_id} already exists")
         except BaseException:
-            del self._loading[conversation_id]
+            del self.loading[conversation_id]
             done.set()
             raise
         if existing:
-            del self._loading[conversation_id]
+            del self.loading[conversation_id]
             done.set()
             return await self.get(conversation_id), False
         try:
@@ -237,7 +219,7 @@ class Supervisor:
             self.records[record.id] = record
             await self.save(conversation)
         finally:
-            del self._loading[conversation_id]
+            del self.loading[conversation_id]
             done.set()
         log.info("conversation %s: created (model %s)", conversation_id, agent.llm.model)
         return conversation, True
@@ -250,13 +232,13 @@ class Supervisor:
                 loaded.touch()
                 return loaded
             await loaded.closed.wait()  # being unloaded: load it again once it is closed
-        record = await self.find_record(conversation_id)
+        record = await self.records.find(conversation_id)
         if record is None:
             raise NotFound(f"Conversation not found: {conversation_id}")
-        if conversation_id in self._loading:  # someone else is loading it: wait for them
-            await self._loading[conversation_id].wait()
+        if conversation_id in self.loading:  # someone else is loading it: wait for them
+            await self.loading[conversation_id].wait()
             return await self.get(conversation_id)
-        done = self._loading[conversation_id] = trio.Event()
+        done = self.loading[conversation_id] = trio.Event()
         try:
             await self.sdk_loader.wait_ready()
             self._refuse_during_shutdown()
@@ -267,7 +249,7 @@ class Supervisor:
                     await self.store.release(conversation_id)
                     self.records.pop(conversation_id, None)
                     raise NotFound(f"Conversation not found: {conversation_id}")
-                record = self._add_record(data) or record
+                record = self.records.add_json(data) or record
             try:
                 conversation = await self._start(record, agent=None, confirmation_mode=None)
             except BaseException:
@@ -282,53 +264,8 @@ class Supervisor:
             )
             return conversation
         finally:
-            del self._loading[conversation_id]
+            del self.loading[conversation_id]
             done.set()
-
-    async def sync_records(self) -> None:
-        """With the shared store, the catalog as the database has it now (every instance's
-        conversations), for a listing; records of conversations loaded here are kept."""
-        if not self.store.shared:
-            return
-        seen: set[uuid.UUID] = set()
-        for data in await self.store.read_records():
-            try:
-                record = ConversationRecord.from_json(data)
-            except (KeyError, ValueError):
-                continue
-            seen.add(record.id)
-            if record.id not in self.loaded:
-                self.records[record.id] = record
-        for conversation_id in list(self.records):
-            if conversation_id not in seen | self.loaded.keys() | self._loading.keys():
-                del self.records[conversation_id]
-
-    async def refresh_record(self, conversation_id: uuid.UUID) -> None:
-        """With the shared store, a conversation not loaded here as the database has it
-        now: its record, with the status its log says last (what its owner's GET says)."""
-        if not self.store.shared or conversation_id in self.loaded:
-            return
-        data = await self.store.read_record(conversation_id)
-        if data is None:
-            if conversation_id not in self._loading:
-                self.records.pop(conversation_id, None)
-            return
-        status = await self.store.logged_status(conversation_id)
-        if conversation_id in self.loaded:  # loaded here meanwhile: its own record rules
-            return
-        record = self._add_record(data)
-        if record is not None and status is not None:
-            record.status = status
-
-    async def find_record(self, conversation_id: uuid.UUID) -> ConversationRecord | None:
-        """The conversation's record; from the shared store when this instance has not seen
-        it (another instance created it since this one started)."""
-        record = self.records.get(conversation_id)
-        if record is None and self.store.shared:
-            data = await self.store.read_record(conversation_id)
-            if data is not None and conversation_id not in self.records:
-                record = self._add_record(data)
-        return record
 
     async def _start(
         self, record: ConversationRecord, *, agent: Any, confirmation_mode: bool | None
@@ -504,33 +441,3 @@ class Supervisor:
     def _refuse_during_shutdown(self) -> None:
         if self.shutting_down:
             raise ApiError(503, "Server is shutting down")
-
-    def page_of_records(
-        self, *, status: str | None, sort_order: str, page_id: str | None, limit: int
-    ) -> tuple[list[ConversationRecord], str | None]:
-        """One page of the catalog, for both dialects' search.
-
-        Sorted by the chosen time with ties broken by id, so pages of creation order never
-        skip or repeat while conversations are created. `page_id` is the dashless id of the
-        page's first item (the reference's format); an unknown one is a 400, not a restart.
-        Returns the page and the next page's id.
-        """
-        attribute, descending = _SORT_KEYS[sort_order]
-        records = [r for r in self.list_records() if status in (None, r.status)]
-        records.sort(key=lambda r: (getattr(r, attribute), r.id.hex), reverse=descending)
-        start = 0
-        if page_id is not None:
-            positions = {r.id.hex: i for i, r in enumerate(records)}
-            found = positions.get(page_id.replace("-", "").lower())
-            if found is None:
-                raise ApiError(400, f"Unknown page_id: {page_id}")
-            start = found
-        following = records[start + limit : start + limit + 1]
-        return records[start : start + limit], following[0].id.hex if following else None
-
-    def list_records(self) -> Iterable[ConversationRecord]:
-        for record in self.records.values():
-            loaded = self.loaded.get(record.id)
-            if loaded is not None:
-                record.status = loaded.status
-            yield record

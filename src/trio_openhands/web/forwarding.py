@@ -64,7 +64,7 @@ def install_forwarding(app: OpenHandsApp) -> None:
     async def _forward() -> Response | None:  # pyright: ignore[reportUnusedFunction]
         rule = request.url_rule.rule.rstrip("/") if request.url_rule is not None else ""
         if request.method == "GET" and rule in LISTINGS and app.supervisor_ready:
-            await app.supervisor.sync_records()
+            await app.supervisor.records.sync()
             return None
         raw_id = (request.view_args or {}).get("raw_id")
         if not isinstance(raw_id, str) or FORWARDED_HEADER in request.headers:
@@ -76,7 +76,7 @@ def install_forwarding(app: OpenHandsApp) -> None:
         if store.holds(conversation_id) or conversation_id in app.supervisor.loaded:
             return None
         if request.method == "GET" and rule in READS:
-            await app.supervisor.refresh_record(conversation_id)  # served from the database
+            await app.supervisor.records.refresh(conversation_id)  # served from the database
             return None
         address = await store.owner_address(conversation_id)
         if address is None:

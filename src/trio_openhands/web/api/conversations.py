@@ -75,7 +75,7 @@ def info(
     parent = str(record.id)
     described["sub_conversation_ids"] = [
         str(child.id)
-        for child in supervisor().list_records()
+        for child in supervisor().records.listed()
         if child.request.get("parent_conversation_id") == parent
     ]
     return described
@@ -315,7 +315,7 @@ async def search_conversations() -> Response:
     `page_id` is a 400 (the reference silently starts over)."""
     query = parse_query(ApiConversationSearchQuery)
     sup = supervisor()
-    page, next_page_id = sup.page_of_records(
+    page, next_page_id = sup.records.page(
         status=query.status, sort_order=query.sort_order, page_id=query.page_id, limit=query.limit
     )
     items = [info(r, sup.loaded.get(r.id), query.include_skills) for r in page]
@@ -328,7 +328,7 @@ async def search_conversations() -> Response:
 async def count_conversations() -> Response:
     query = parse_query(ApiCountQuery)
     return json_response(
-        sum(1 for r in supervisor().list_records() if query.status in (None, r.status))
+        sum(1 for r in supervisor().records.listed() if query.status in (None, r.status))
     )
 
 

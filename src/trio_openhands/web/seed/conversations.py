@@ -109,7 +109,7 @@ async def search_conversations() -> Response:
     """Pages start at `page_id` (the id of the first item of the page, inclusive)."""
     query = parse_query(ConversationSearchQuery)
     sup = supervisor()
-    page, next_page_id = sup.page_of_records(
+    page, next_page_id = sup.records.page(
         status=query.status, sort_order=query.sort_order, page_id=query.page_id, limit=query.limit
     )
     items = [conversation_info(r, sup.loaded.get(r.id)) for r in page]
