@@ -1,7 +1,7 @@
-"""Two server processes over one PostgreSQL: an owner killed (kill -9) or stopped (SIGSTOP)
-mid-run, and the other instance taking over its conversation.
+"""Server processes over one PostgreSQL: an owner killed (kill -9) or stopped (SIGSTOP)
+mid-run, and another instance taking over its conversation.
 
-Slow (two SDK imports per test): run by `make test-e2e`, not `make test`. The faster
+Slow (two or three SDK imports per test): run by `make test-e2e`, not `make test`. The faster
 in-process tests of the shared store are in tests/test_postgres_server.py.
 """
 
@@ -42,7 +42,8 @@ class Instance:
 
 
 @asynccontextmanager
-async def two_instances(tmp_path: Path, url: str) -> AsyncIterator[tuple[Instance, Instance]]:
+async def started(tmp_path: Path, url: str, count: int) -> AsyncIterator[list[Instance]]:
+    """`count` server processes over the database at `url`, each with its own directory."""
     env = {
         "OPENHANDS_DATABASE_URL": url,
         "OH_SECRET_KEY": "scale-out-test",
@@ -58,11 +59,10 @@ async def two_instances(tmp_path: Path, url: str) -> AsyncIterator[tuple[Instanc
         instances.append(Instance(process, port))
 
     try:
-        async with trio.open_nursery() as nursery:  # both import the SDK at once
-            nursery.start_soon(one, "a")
-            nursery.start_soon(one, "b")
-        first, second = sorted(instances, key=lambda i: i.url)
-        yield first, second
+        async with trio.open_nursery() as nursery:  # they import the SDK at once
+            for index in range(count):
+                nursery.start_soon(one, "abc"[index])
+        yield list(instances)
     finally:
         for instance in instances:
             await instance.client.aclose()
@@ -131,45 +131,53 @@ async def create(instance: Instance, fake_llm: FakeLLM, tag: str) -> str:
 async def test_kill_9_of_the_owner_mid_llm_call_another_instance_takes_over(
     tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
 ) -> None:
-    async with two_instances(tmp_path, postgres_url) as (a, b):
-        tag = fake_llm.script("killed", [text("never", delay=60)])
-        cid = await create(a, fake_llm, tag)
-        await fake_llm.wait_for_request(script="killed", step=0)
-        on_b = Frames()
-        with trio.fail_after(60):
-            async with (
-                open_websocket_url(
-                    b.ws_url(f"/conversations/{cid}/events/socket?resend_all=true")
-                ) as socket,
-                trio.open_nursery() as readers,
-            ):
-                readers.start_soon(on_b.read, socket)
-                await on_b.wait_for_status("running")
-                seen_before_kill = len(on_b.items)
+    async with started(tmp_path, postgres_url, 3) as (a, b, c):
+        cid = await create(a, fake_llm, fake_llm.script("first", [text("one")]))
+        on_c = Frames()
+        path = f"/conversations/{cid}/events/socket?resend_all=true"
+        with trio.fail_after(90):
+            async with open_websocket_url(c.ws_url(path)) as socket, trio.open_nursery() as readers:
+                readers.start_soon(on_c.read, socket)
+                await on_c.wait_for_status("finished")
+                # A message on B (forwarded to A, the owner) starts a run held in its LLM call.
+                before_message = len(on_c.items)
+                held = fake_llm.script("killed", [text("never", delay=60)])
+                body = {"role": "user", "content": [{"type": "text", "text": held}]}
+                sent = await b.client.post(f"/conversations/{cid}/events", json=body)
+                assert sent.status_code == 200, sent.text
+                await fake_llm.wait_for_request(script="killed", step=0)
+                for instance in (a, b, c):  # every instance lists it
+                    listed = (await instance.client.get("/conversations/search")).json()
+                    assert [item["id"] for item in listed["items"]] == [cid]
+                await on_c.wait_for_status("running", after=before_message)
+                seen_before_kill = len(on_c.items)
                 a.process.kill()
                 killed_at = trio.current_time()
-                # B's sweeper claims the conversation once A's lease expired and restores it:
-                # its `paused` reaches the socket on B through the store.
-                await on_b.wait_for_status("paused", after=seen_before_kill)
+                # A sweeper (B's or C's) claims the conversation once A's lease expired and
+                # restores it: its `paused` reaches the socket on C through the store.
+                await on_c.wait_for_status("paused", after=seen_before_kill)
                 took = trio.current_time() - killed_at
-                info = (await b.client.get(f"/conversations/{cid}")).json()
-                assert info["status"] == "paused"
-                fake_llm.script("killed", [text("finished on b")])
+                for instance in (b, c):
+                    info = (await instance.client.get(f"/conversations/{cid}")).json()
+                    assert info["status"] == "paused"
+                fake_llm.script("killed", [text("finished after the takeover")])
                 resumed = await b.client.post(f"/conversations/{cid}/resume")
                 assert resumed.status_code == 200, resumed.text
-                await on_b.wait_for_status("finished", after=seen_before_kill)
+                await on_c.wait_for_status("finished", after=seen_before_kill)
                 readers.cancel_scope.cancel()
         print(f"taken over {took:.2f} s after kill -9 (lease {LEASE_SECONDS:g} s)")
         assert took <= LEASE_SECONDS + 2, f"taken over {took:.1f} s after the kill"
         logged = (await b.client.get(f"/conversations/{cid}/events/search")).json()["items"]
-        assert on_b.items[:seen_before_kill] == logged[:seen_before_kill]
-        assert any("finished on b" in json.dumps(e) for e in logged)
+        # Every event the socket saw before the kill is in the log, in order, once.
+        assert on_c.items[:seen_before_kill] == logged[:seen_before_kill]
+        assert len({e["id"] for e in on_c.items}) == len(on_c.items)
+        assert any("finished after the takeover" in json.dumps(e) for e in logged)
 
 
 async def test_an_owner_stopped_past_its_lease_writes_nothing_once_taken_over(
     tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
 ) -> None:
-    async with two_instances(tmp_path, postgres_url) as (a, b):
+    async with started(tmp_path, postgres_url, 2) as (a, b):
         # The answer arrives while A is stopped: A reads it when continued, and must not
         # store any of it.
         tag = fake_llm.script("stopped", [text("late answer", delay=LEASE_SECONDS)])
