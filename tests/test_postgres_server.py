@@ -210,6 +210,26 @@ async def test_any_instance_serves_a_conversation_another_runs(
                 assert (await b.client.get(f"/conversations/{cid}")).json()["status"] == "paused"
                 assert await request.wait_done() == "aborted"
                 logged = await events_of(a, cid)
+                # B reads the events from the store: the owner's pages, byte for byte.
+                assert await events_of(b, cid) == logged
+                for params in (
+                    {"kind": "MessageEvent", "limit": 2},
+                    {"sort_order": "TIMESTAMP_DESC", "limit": 3, "page_id": logged[-2]["id"]},
+                    {"body": "ONE", "source": "agent"},
+                ):
+                    path = f"/conversations/{cid}/events/search"
+                    owner_page = (await a.client.get(path, params=params)).text
+                    assert (await b.client.get(path, params=params)).text == owner_page
+                one = await b.client.get(f"/conversations/{cid}/events/{logged[1]['id']}")
+                assert one.json() == logged[1]
+                batch = await b.client.get(
+                    f"/conversations/{cid}/events", params={"event_ids": [logged[0]["id"], "x"]}
+                )
+                assert batch.json() == [logged[0], None]
+                unknown = await b.client.get(
+                    f"/conversations/{cid}/events/search", params={"page_id": "nope"}
+                )
+                assert unknown.status_code == 400
                 await on_b_frames.wait_for(len(logged))  # the followers caught up
                 await api_on_b.wait_for(len(logged))
                 deleted = await b.client.delete(f"/conversations/{cid}")

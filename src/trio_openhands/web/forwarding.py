@@ -10,7 +10,8 @@ claims the conversation and loads it here.
 
 What is not forwarded: WebSockets (a socket on any instance follows the store, see
 web/followed_socket.py), and the reads every instance serves from the database: the
-listings and a conversation's record (`LISTINGS`, `READS`). A forwarded request carries
+listings, a conversation's record (`LISTINGS`, `READS`) and the seed dialect's event reads
+(web/stored_events.py). A forwarded request carries
 `X-OpenHands-Forwarded`; one that arrives with it is never forwarded again (an owner that
 changed meanwhile answers itself, 409 if it cannot). An owner that cannot be reached is a
 503 (logged): its lease expires if it is dead, and the next request, or the sweeper, takes
@@ -27,6 +28,7 @@ from quart import Response, request
 
 from trio_openhands.core.validation import strict_uuid
 from trio_openhands.stores.postgres.fencing import LeaseLost
+from trio_openhands.web import stored_events
 from trio_openhands.web.json_errors import json_error
 from trio_openhands.web.security import API_KEY_HEADER
 
@@ -78,6 +80,9 @@ def install_forwarding(app: OpenHandsApp) -> None:
         if request.method == "GET" and rule in READS:
             await app.supervisor.records.refresh(conversation_id)  # served from the database
             return None
+        if request.method == "GET" and rule in stored_events.RULES:
+            event_id = (request.view_args or {}).get("event_id")
+            return await stored_events.answer(store, rule, conversation_id, event_id)
         address = await store.owner_address(conversation_id)
         if address is None:
             return None
