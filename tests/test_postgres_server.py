@@ -257,6 +257,12 @@ async def test_a_stopped_owners_conversation_is_served_by_another_instance(
         await wait_status(a, info["id"], "finished")
         before = await events_of(a, info["id"])
         await a.aclose()  # a clean stop releases its leases: B claims at once
+        ran = await b.client.post(
+            f"/api/conversations/{info['id']}/bash/execute_bash_command",
+            json={"command": "echo from-b"},
+        )
+        assert ran.status_code == 200, ran.text  # its workspace routes, on B
+        assert "from-b" in ran.text
         fake_llm.script("moved", [text("on b")])
         sent = await b.client.post(f"/conversations/{info['id']}/events", json=message(tag))
         assert sent.status_code == 200, sent.text

@@ -65,7 +65,7 @@ class Scope:
         conversation_id = strict_uuid(raw_id)
         if conversation_id is None:
             raise ValidationFailed.single(("path", "conversation_id"), "Input should be a UUID")
-        record = supervisor().records.get(conversation_id)
+        record = await supervisor().records.find(conversation_id)  # another instance's too
         if record is None:
             raise NotFound(f"Conversation not found: {raw_id}")
         working_dir = (record.request.get("workspace") or {}).get("working_dir")

@@ -51,7 +51,7 @@ async def conversation_root(raw_id: str) -> Path:
     live = sup.loaded.get(conversation_id)
     record = live.record if live is not None and not live.deleted else None
     if live is None:
-        record = sup.records.get(conversation_id)
+        record = await sup.records.find(conversation_id)  # another instance's too
     if record is None:
         raise NotFound(f"Conversation not found: {conversation_id}")
     working_dir = (record.request.get("workspace") or {}).get("working_dir")
