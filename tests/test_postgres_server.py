@@ -94,7 +94,6 @@ async def test_a_lost_lease_stops_the_conversation_here_writing_nothing(
     tag = fake_llm.script("taken", [text("slow", delay=30)])
     info = await start(server, fake_llm, f"go {tag}")
     request = await fake_llm.wait_for_request(script="taken", step=0)
-    before = _rows(url, info["id"])
     socket_url = server.ws_url(f"/conversations/{info['id']}/events/socket")
     with trio.fail_after(15):
         async with open_websocket_url(socket_url) as socket:
@@ -105,6 +104,9 @@ async def test_a_lost_lease_stops_the_conversation_here_writing_nothing(
                     " expires_at = now() + interval '1 hour' WHERE conversation_id = %s",
                     (uuid.UUID(info["id"]),),
                 )
+            # Whatever was written before the takeover committed is all there will be: a
+            # write racing with it either committed first or is refused by its fence.
+            before = _rows(url, info["id"])
             assert await close_code(socket) == 1001  # once the next heartbeat noticed
         assert await request.wait_done() == "aborted"
         # A command here is not served by this instance (the owner is not registered).
@@ -272,4 +274,25 @@ async def test_a_stopped_owners_conversation_is_served_by_another_instance(
         assert after[-1]["kind"] == "ConversationStateUpdateEvent"
         assert any("on b" in json.dumps(e) for e in after[len(before) :])
     finally:
+        await b.aclose()
+
+
+async def test_settings_and_secrets_are_the_same_on_every_instance(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str
+) -> None:
+    a, b = await two_instances(nursery, tmp_path, postgres_url)
+    try:
+        changed = await a.client.patch("/api/settings", json={"misc_settings_diff": {"k": 1}})
+        assert changed.status_code == 200, changed.text
+        secret = {"name": "GITHUB_TOKEN", "value": "ghp-shared-value", "description": "git"}
+        assert (await b.client.put("/api/settings/secrets", json=secret)).status_code == 200
+        assert (await b.client.get("/api/settings")).json()["misc_settings"] == {"k": 1}
+        value = await a.client.get("/api/settings/secrets/GITHUB_TOKEN")
+        assert value.text == "ghp-shared-value"
+        with psycopg.connect(postgres_url) as connection:
+            row = connection.execute("SELECT content FROM blobs WHERE name = 'settings.json'")
+            stored = bytes(row.fetchone()[0])  # type: ignore[index]
+        assert b"ghp-shared-value" not in stored  # encrypted with the server secret
+    finally:
+        await a.aclose()
         await b.aclose()

@@ -8,8 +8,14 @@ stored keys: no value is ever on disk in plain text. Changes are read-modify-wri
 lock, so two concurrent PATCHes each see the other's result and neither is lost; only this
 process writes the file (the conversations directory is locked by its server).
 
+With the shared database (`shared`, a `BlobStore`), the same document is kept there
+instead, as `settings.json`, encrypted the same way, and its read-modify-write is
+serialized across instances (the blob store's lock), so every instance serves the same
+settings and secrets.
+
 The SDK's settings types are used once it is loaded (callers wait for it first); LLM and
-agent profiles are the SDK's own stores, in `<conversations_dir>/.profiles/`.
+agent profiles are the SDK's own stores, in `<conversations_dir>/.profiles/` (per instance,
+even with a database).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
     from openhands.sdk.profiles import AgentProfileStore
     from openhands.sdk.settings import ConversationSettings
     from openhands.sdk.utils.cipher import Cipher
+
+    from trio_openhands.stores.postgres.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +137,16 @@ def _blocking_read(path: Path, cipher: Cipher) -> ServerSettings:
         return _defaults()
     except OSError as error:
         raise SettingsUnreadable(f"{path}: {error.strerror}") from None
+    return _parse(text, cipher, str(path))
+
+
+def _parse_shared(content: bytes | None, cipher: Cipher) -> ServerSettings:
+    if content is None:
+        return _defaults()
+    return _parse(content.decode(errors="replace"), cipher, "the database's settings.json")
+
+
+def _parse(text: str, cipher: Cipher, path: str) -> ServerSettings:
     try:
         return _decode(json.loads(text), cipher)
     except SettingsUnreadable:
@@ -148,6 +166,8 @@ class SettingsStore:
         self._lock = trio.Lock()
         self._llm_profiles: LLMProfileStore | None = None
         self._agent_profiles: AgentProfileStore | None = None
+        # The shared database's documents, when the server uses one (set at its start).
+        self.shared: BlobStore | None = None
 
     async def cipher(self) -> Cipher:
         """The SDK cipher over the server secret (the key file is created on first use)."""
@@ -162,6 +182,9 @@ class SettingsStore:
 
     async def read(self) -> ServerSettings:
         cipher = await self.cipher()
+        if self.shared is not None:
+            content = await self.shared.read(SETTINGS_FILE)
+            return await trio.to_thread.run_sync(_parse_shared, content, cipher)
         return await trio.to_thread.run_sync(_blocking_read, self.path, cipher)
 
     async def update[T](self, change: Callable[[ServerSettings], tuple[ServerSettings, T]]) -> T:
@@ -178,7 +201,16 @@ class SettingsStore:
                 file_store.write_json_atomically(self.path, _encode(new, cipher))
             return result
 
+        def change_document(content: bytes | None) -> tuple[bytes, T]:
+            current = _parse_shared(content, cipher)
+            new, result = change(current)
+            if new is current:
+                return cast("bytes", content), result  # the same object: nothing written
+            return json.dumps(_encode(new, cipher), indent=1).encode(), result
+
         async with self._lock:
+            if self.shared is not None:
+                return await self.shared.update(SETTINGS_FILE, change_document)
             return await trio.to_thread.run_sync(read_change_write)
 
     async def llm_profiles(self) -> LLMProfileStore:

@@ -98,7 +98,14 @@ class OpenHandsApp(QuartTrio):
             finally:
                 stopped.set()
 
-        self._supervisor = await self.nursery.start(run_supervisor)
+        self._supervisor = supervisor = await self.nursery.start(run_supervisor)
+        if self.settings.database_url is not None:  # settings and secrets shared too
+            from trio_openhands.stores.postgres.blobs import BlobStore
+            from trio_openhands.stores.postgres.conversation_store import PostgresStore
+
+            store = supervisor.store
+            assert isinstance(store, PostgresStore)
+            self.settings_store.shared = BlobStore(store.database)
         if self.settings.preload_sdk:
             self.nursery.start_soon(self.sdk_loader.load)
 
