@@ -155,7 +155,7 @@ def measure(url: str, pid: int, work: Path, sockets: int, messages: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--sockets", type=int, nargs="+", default=[10, 49])
     parser.add_argument("--reference-python", type=Path, default=REFERENCE_PYTHON)

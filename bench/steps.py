@@ -80,7 +80,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=10)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--reference-python", type=Path, default=REFERENCE_PYTHON)
