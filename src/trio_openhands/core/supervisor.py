@@ -397,6 +397,13 @@ class Supervisor:
             conversation = await self.get(conversation_id)
         except OwnedElsewhere:
             return  # another instance was quicker
+        except NotFound:  # its instance died before saving its record: nothing to restore
+            try:
+                await self.store.claim(conversation_id)
+                await self.store.release(conversation_id)  # so sweepers stop finding it
+            except OwnedElsewhere:
+                pass
+            return
         except ApiError as error:
             log.warning("conversation %s: taking it over failed: %s", conversation_id, error)
             return

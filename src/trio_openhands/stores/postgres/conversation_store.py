@@ -254,7 +254,7 @@ class FencedEvents:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.writer.run(task_status=task_status)
-        if isinstance(self.writer.failed, LeaseLost):
+        if self.writer.failed is not None:  # the lease was lost
             self._on_lost(self.writer.fence)
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from trio_openhands.stores.postgres.events import StoredEvent
+from trio_openhands.stores.postgres.fencing import LeaseLost
 
 if TYPE_CHECKING:
     from trio_openhands.core.event_log import LoggedEvent
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from trio_openhands.stores.postgres.fencing import Fence
 
 log = logging.getLogger(__name__)
+
+# Seconds between two attempts to store events the database did not take.
+RETRY_SECONDS = 1.0
 
 
 def _stored(event: LoggedEvent) -> StoredEvent:
@@ -56,7 +60,7 @@ class EventWriter:
         self._queued: list[StoredEvent] = []
         self._lock = trio.Lock()
         self._wake = trio.Event()
-        self.failed: BaseException | None = None
+        self.failed: LeaseLost | None = None
 
     def add(self, event: LoggedEvent) -> None:
         if event.seq < self._next_seq:  # already stored (a reload), or re-emitted
@@ -86,24 +90,28 @@ class EventWriter:
             try:
                 await self.store.append(self.fence, batch)
             except BaseException as error:
-                if isinstance(error, Exception):
+                if isinstance(error, LeaseLost):  # for good: nothing more is ours to write
                     self.failed = error
-                self._queued = batch + self._queued
+                self._queued = batch + self._queued  # else the next flush tries again
                 raise
             self.stored_seq = batch[-1].seq
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Flush whenever something is queued, until cancelled (the conversation's task)."""
+        """Flush whenever something is queued, until cancelled (the conversation's task) or
+        the lease is lost. A database that does not answer is retried every second."""
         task_status.started()
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
             try:
                 await self.flush()
+            except LeaseLost:
+                return
             except Exception as error:
                 log.warning(
-                    "conversation %s: storing its events failed: %s",
+                    "conversation %s: storing its events failed (%s); retrying",
                     self.fence.conversation_id.hex,
                     error,
                 )
-                return
+                self._wake.set()
+                await trio.sleep(RETRY_SECONDS)
