@@ -232,6 +232,16 @@ async def test_any_instance_serves_a_conversation_another_runs(
                     f"/conversations/{cid}/events/search", params={"page_id": "nope"}
                 )
                 assert unknown.status_code == 400
+                api = f"/api/conversations/{cid}/events"
+                for path, params in (
+                    (f"{api}/search", {"kind": "MessageEvent"}),
+                    (f"{api}/count", {"source": "agent"}),
+                    (f"{api}/{logged[0]['id']}", {}),
+                    (api, {"event_ids": [logged[2]["id"], "missing"]}),
+                ):
+                    owner_answer = await a.client.get(path, params=params)
+                    answer = await b.client.get(path, params=params)
+                    assert (answer.status_code, answer.text) == (200, owner_answer.text)
                 await on_b_frames.wait_for(len(logged))  # the followers caught up
                 await api_on_b.wait_for(len(logged))
                 deleted = await b.client.delete(f"/conversations/{cid}")

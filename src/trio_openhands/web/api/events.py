@@ -73,6 +73,17 @@ async def get_event(raw_id: str, event_id: str) -> Response:
 async def batch_get_events(raw_id: str) -> Response:
     """Events by id, `null` for unknown ones: ids as `?event_ids=` (repeated), or as the
     reference takes them, a JSON array in the GET body. At most 100 either way."""
+    ids = await requested_ids()
+    conversation = await loaded(raw_id)
+    texts = []
+    for event_id in ids:
+        event = conversation.log.get(event_id)
+        texts.append("null" if event is None else event.json)
+    return raw_json("[" + ",".join(texts) + "]")
+
+
+async def requested_ids() -> list[str]:
+    """The batch read's event ids (the query's, else the body's), at most MAX_BATCH."""
     ids = request.args.getlist("event_ids")
     if not ids:
         raw = await request.get_data(as_text=False)
@@ -84,12 +95,7 @@ async def batch_get_events(raw_id: str) -> Response:
         raise ValidationFailed.single(
             ("query", "event_ids"), f"List should have at most {MAX_BATCH} items", "too_long"
         )
-    conversation = await loaded(raw_id)
-    texts = []
-    for event_id in ids:
-        event = conversation.log.get(event_id)
-        texts.append("null" if event is None else event.json)
-    return raw_json("[" + ",".join(texts) + "]")
+    return ids
 
 
 @blueprint.post("/api/conversations/<raw_id>/events")
