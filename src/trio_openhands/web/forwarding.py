@@ -10,7 +10,7 @@ claims the conversation and loads it here.
 
 What is not forwarded: WebSockets (a socket on any instance follows the store, see
 web/followed_socket.py), and the reads every instance serves from the database: the
-listings, a conversation's record (`LISTINGS`, `READS`) and the seed dialect's event reads
+listings, a conversation's record (`LISTINGS`, `READS`) and its event reads
 (web/stored_events.py). A forwarded request carries
 `X-OpenHands-Forwarded`; one that arrives with it is never forwarded again (an owner that
 changed meanwhile answers itself, 409 if it cannot). An owner that cannot be reached is a
