@@ -13,6 +13,10 @@ export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (as pip here does): with uv's bundled roots, a machine
 # whose registry traffic passes a local CA fails to download unless SSL_CERT_FILE is set.
 export UV_SYSTEM_CERTS ?= 1
+# Compile every installed module to bytecode at install time: where PYTHONDONTWRITEBYTECODE
+# is set (as on this kind of machine), each process would otherwise compile the SDK and
+# litellm from source at every import, and the suite starts a dozen server processes.
+export UV_COMPILE_BYTECODE ?= 1
 
 # PYTHON and UV_VERSION are only used to bootstrap .tools/ when uv is not on PATH.
 PYTHON     ?= python3
