@@ -35,6 +35,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _servers import free_port, ours_command, start, stop
+from messages import create_conversation
 from steps import create_body
 from tests.postgres_cluster import _start_cluster  # pyright: ignore[reportPrivateUsage]
 
@@ -97,17 +98,8 @@ def steps_per_second(
 def delivery_latency(owner: str, other: str, work: Path, messages: int) -> dict[str, list[float]]:
     from websockets.sync.client import connect
 
-    body = {
-        "agent": {
-            "kind": "Agent",
-            "llm": {"model": "openai/none", "base_url": "http://127.0.0.1:9/v1"},
-            "tools": [],
-        },
-        "workspace": {"working_dir": str(work)},
-        "autotitle": False,
-    }
     with httpx.Client(base_url=owner, timeout=60) as client:
-        conversation_id = client.post("/api/conversations", json=body).json()["id"]
+        conversation_id = create_conversation(client, work)  # no LLM call, no title
         latencies: dict[str, list[float]] = {"owner": [], "other": []}
         arrived: dict[str, dict[str, float]] = {"owner": {}, "other": {}}
         ready = threading.Barrier(3)
@@ -149,18 +141,9 @@ def delivery_latency(owner: str, other: str, work: Path, messages: int) -> dict[
 def takeover_seconds(
     urls: list[str], processes: list[subprocess.Popen[bytes]], db_url: str, work: Path, count: int
 ) -> float:
-    body = {
-        "agent": {
-            "kind": "Agent",
-            "llm": {"model": "openai/none", "base_url": "http://127.0.0.1:9/v1"},
-            "tools": [],
-        },
-        "workspace": {"working_dir": str(work)},
-        "autotitle": False,
-    }
     with httpx.Client(base_url=urls[0], timeout=60) as client:
         for _ in range(count):
-            assert client.post("/api/conversations", json=body).status_code == 201
+            create_conversation(client, work)
     with psycopg.connect(db_url, autocommit=True) as db:
         (survivor,) = db.execute(
             "SELECT id FROM instances WHERE address = %s", (urls[1],)
