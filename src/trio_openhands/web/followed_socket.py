@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
-from pydantic import ValidationError
 from quart import websocket
 
 from trio_openhands.core import sdk_bridge
-from trio_openhands.core.errors import ApiError, ValidationFailed
+from trio_openhands.core.errors import ApiError
 from trio_openhands.core.models import SendMessageRequest
-from trio_openhands.core.validation import errors_from, load_json
 from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.stores.postgres.follow import ConversationDeleted, EventFollower
 from trio_openhands.web.common import supervisor
 from trio_openhands.web.forwarding import FORWARD_TIMEOUT, FORWARDED_HEADER
 from trio_openhands.web.security import API_KEY_HEADER
+from trio_openhands.web.socket_messages import inbound_messages
 
 if TYPE_CHECKING:
     import uuid
@@ -100,18 +99,9 @@ async def stored_seq_of(conversation_id: uuid.UUID, event_id: str) -> int | None
 
 async def _read_messages(conversation_id: uuid.UUID) -> None:
     async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT) as client:
-        while True:
-            raw = await websocket.receive()
+        async for request, data in inbound_messages(SendMessageRequest, _send_error):
             try:
-                request = SendMessageRequest.model_validate(load_json(raw, ("frame",)))
-            except ValidationError as error:
-                await _send_error(422, errors_from(error))
-                continue
-            except ValidationFailed as error:
-                await _send_error(error.status, error.detail)
-                continue
-            try:
-                await _send(client, conversation_id, request, raw)
+                await _send(client, conversation_id, request, data)
             except ApiError as error:
                 await _send_error(error.status, error.detail)
 
@@ -120,7 +110,7 @@ async def _send(
     client: httpx.AsyncClient,
     conversation_id: uuid.UUID,
     request: SendMessageRequest,
-    raw: str | bytes,
+    data: Any,
 ) -> None:
     """The message to the owner, or to the conversation loaded here if it has none."""
     try:
@@ -130,8 +120,7 @@ async def _send(
             raise
         key = websocket.headers.get(API_KEY_HEADER) or websocket.args.get("session_api_key")
         headers = {FORWARDED_HEADER: "socket", **({API_KEY_HEADER: key} if key else {})}
-        body = json.loads(raw)
-        body["run"] = True
+        body = {**data, "run": True}
         try:
             answer = await client.post(
                 f"{owned.address.rstrip('/')}/conversations/{conversation_id}/events",

@@ -29,7 +29,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import trio
-from pydantic import ValidationError
 from quart import Blueprint, abort, websocket
 
 from trio_openhands.core import sdk_bridge
@@ -40,13 +39,14 @@ from trio_openhands.core.event_log import (
     CLOSE_TRY_AGAIN_LATER,
     Transient,
 )
-from trio_openhands.core.validation import errors_from, load_json, strict_uuid
+from trio_openhands.core.validation import load_json, strict_uuid
 from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.api.models import ApiSendMessageRequest
 from trio_openhands.web.api.state import full_state_frame
 from trio_openhands.web.common import app, supervisor
 from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
+from trio_openhands.web.socket_messages import inbound_messages
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -226,25 +226,20 @@ async def _write_frames(subscription: Subscription) -> None:
 
 async def _read_frames(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
     try:
-        while True:
-            raw = await websocket.receive()
-            try:
-                data = load_json(raw, ("frame",))
-                if isinstance(data, dict) and data.get("type") == "auth":  # pyright: ignore[reportUnknownMemberType]
-                    continue  # already authenticated
-                message = ApiSendMessageRequest.model_validate(data)
-            except ValidationError as error:
-                await _send_error(422, errors_from(error))
-                continue
-            except ValidationFailed as error:
-                await _send_error(error.status, error.detail)
-                continue
+        async for message, _ in inbound_messages(
+            ApiSendMessageRequest, _send_error, skip=_is_auth_frame
+        ):
             try:
                 await conversation.send_message(sdk_bridge.to_message(message.content), run=True)
             except ApiError as error:
                 await _send_error(error.status, error.detail)
     finally:
         socket_scope.cancel()  # the client went away: stop writing too
+
+
+def _is_auth_frame(data: Any) -> bool:
+    """A client's `auth` frame: it authenticated already, on connecting."""
+    return isinstance(data, dict) and data.get("type") == "auth"  # pyright: ignore[reportUnknownMemberType]
 
 
 async def _send_error(code: int, detail: Any) -> None:

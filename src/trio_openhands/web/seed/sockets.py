@@ -22,17 +22,16 @@ import logging
 from typing import TYPE_CHECKING
 
 import trio
-from pydantic import ValidationError
 from quart import Blueprint, abort, websocket
 
 from trio_openhands.core import sdk_bridge
-from trio_openhands.core.errors import ApiError, ValidationFailed
+from trio_openhands.core.errors import ApiError
 from trio_openhands.core.models import SendMessageRequest
-from trio_openhands.core.validation import errors_from, load_json
 from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.common import app, parse_conversation_id, supervisor
 from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
+from trio_openhands.web.socket_messages import inbound_messages
 
 if TYPE_CHECKING:
     from trio_openhands.core.conversation import Conversation
@@ -102,16 +101,7 @@ async def _write_events(subscription: Subscription) -> None:
 async def _read_messages(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
     """Each inbound frame is a message, handled like `POST .../events` with run=true."""
     try:
-        while True:
-            raw = await websocket.receive()
-            try:
-                request = SendMessageRequest.model_validate(load_json(raw, ("frame",)))
-            except ValidationError as error:
-                await _send_error(422, errors_from(error))
-                continue
-            except ValidationFailed as error:
-                await _send_error(error.status, error.detail)
-                continue
+        async for request, _ in inbound_messages(SendMessageRequest, _send_error):
             try:
                 await conversation.send_message(sdk_bridge.to_message(request.content), run=True)
             except ApiError as error:
