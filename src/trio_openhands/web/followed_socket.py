@@ -9,13 +9,14 @@ only changes who appends). Close codes as on the owner: 4004 once the conversati
 deleted (on any instance), 1001 when this server shuts down. A slow client is never
 closed with 1013 here: it reads the store at its own pace.
 
-A message the client sends is handed to the owner (`POST .../events` forwarded with the
-socket's key), or, with no live owner, to the conversation loaded here.
+A message the client sends is read as the socket's dialect reads it (`Dialect`: the seed's
+`{"type": "error"}` answer to a bad frame, or the /api socket's `ServerErrorEvent` and its
+repeated `auth` frames skipped), then handed to the owner (`POST .../events` forwarded with
+the socket's key), or, with no live owner, to the conversation loaded here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +32,15 @@ from trio_openhands.stores.postgres.follow import ConversationDeleted, EventFoll
 from trio_openhands.web.common import supervisor
 from trio_openhands.web.forwarding import FORWARD_TIMEOUT, FORWARDED_HEADER
 from trio_openhands.web.security import API_KEY_HEADER
-from trio_openhands.web.socket_messages import inbound_messages
 
 if TYPE_CHECKING:
     import uuid
 
     from trio_openhands.stores.postgres.conversation_store import PostgresStore
+    from trio_openhands.web.api.models import ApiSendMessageRequest
+    from trio_openhands.web.socket_messages import Dialect
+
+    type MessageDialect = Dialect[SendMessageRequest] | Dialect[ApiSendMessageRequest]
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +49,16 @@ CLOSE_CONVERSATION_DELETED = 4004
 
 
 async def serve_followed_socket(
-    conversation_id: uuid.UUID, *, after_seq: int | None, accepted: bool = False
+    conversation_id: uuid.UUID,
+    dialect: MessageDialect,
+    *,
+    after_seq: int | None,
+    accepted: bool = False,
 ) -> None:
-    """Serve the event socket from the store. `after_seq`: -1 replays everything, None
-    nothing (only new events); `after_event_id` is resolved by `stored_seq_of`. The /api
-    socket has accepted already (it authenticates after accepting); it gets the events
-    only, not the owner's `full_state` snapshots."""
+    """Serve the event socket from the store, reading the client's frames as `dialect`.
+    `after_seq`: -1 replays everything, None nothing (only new events); `after_event_id`
+    is resolved by `stored_seq_of`. The /api socket has accepted already (it authenticates
+    after accepting); it gets the events only, not the owner's `full_state` snapshots."""
     sup = supervisor()
     store: PostgresStore = sup.store  # type: ignore[assignment]
     start = await store.events.last_seq(conversation_id) if after_seq is None else after_seq
@@ -70,7 +78,7 @@ async def serve_followed_socket(
 
             async def read_messages() -> None:
                 try:
-                    await _read_messages(conversation_id)
+                    await _read_messages(conversation_id, dialect)
                 finally:
                     socket_nursery.cancel_scope.cancel()  # the client went away
 
@@ -97,19 +105,19 @@ async def stored_seq_of(conversation_id: uuid.UUID, event_id: str) -> int | None
     return None if event is None else event.seq
 
 
-async def _read_messages(conversation_id: uuid.UUID) -> None:
+async def _read_messages(conversation_id: uuid.UUID, dialect: MessageDialect) -> None:
     async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT) as client:
-        async for request, data in inbound_messages(SendMessageRequest, _send_error):
+        async for request, data in dialect.messages():
             try:
                 await _send(client, conversation_id, request, data)
             except ApiError as error:
-                await _send_error(error.status, error.detail)
+                await dialect.send_error(error.status, error.detail)
 
 
 async def _send(
     client: httpx.AsyncClient,
     conversation_id: uuid.UUID,
-    request: SendMessageRequest,
+    request: SendMessageRequest | ApiSendMessageRequest,
     data: Any,
 ) -> None:
     """The message to the owner, or to the conversation loaded here if it has none."""
@@ -134,7 +142,3 @@ async def _send(
             raise ApiError(answer.status_code, answer.json().get("detail")) from None
         return
     await conversation.send_message(sdk_bridge.to_message(request.content), run=True)
-
-
-async def _send_error(code: int, detail: object) -> None:
-    await websocket.send(json.dumps({"type": "error", "code": code, "detail": detail}))

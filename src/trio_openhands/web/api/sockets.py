@@ -46,7 +46,7 @@ from trio_openhands.web.api.state import full_state_frame
 from trio_openhands.web.common import app, supervisor
 from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
-from trio_openhands.web.socket_messages import inbound_messages
+from trio_openhands.web.socket_messages import Dialect
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -125,7 +125,7 @@ async def _follow_from_store(conversation_id: uuid.UUID) -> None:
         "yes",
     ):
         after_seq = -1
-    await serve_followed_socket(conversation_id, after_seq=after_seq, accepted=True)
+    await serve_followed_socket(conversation_id, API_MESSAGES, after_seq=after_seq, accepted=True)
 
 
 async def _authenticated_by_first_frame(keys: tuple[str, ...]) -> bool:
@@ -226,9 +226,7 @@ async def _write_frames(subscription: Subscription) -> None:
 
 async def _read_frames(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
     try:
-        async for message, _ in inbound_messages(
-            ApiSendMessageRequest, _send_error, skip=_is_auth_frame
-        ):
+        async for message, _ in API_MESSAGES.messages():
             try:
                 await conversation.send_message(sdk_bridge.to_message(message.content), run=True)
             except ApiError as error:
@@ -253,3 +251,6 @@ async def _send_error(code: int, detail: Any) -> None:
         "detail": detail,
     }
     await websocket.send(json.dumps(frame))
+
+
+API_MESSAGES = Dialect(ApiSendMessageRequest, _send_error, skip=_is_auth_frame)

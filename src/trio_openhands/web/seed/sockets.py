@@ -31,7 +31,7 @@ from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.common import app, parse_conversation_id, supervisor
 from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
-from trio_openhands.web.socket_messages import inbound_messages
+from trio_openhands.web.socket_messages import Dialect
 
 if TYPE_CHECKING:
     from trio_openhands.core.conversation import Conversation
@@ -68,7 +68,7 @@ async def event_socket(raw_id: str) -> None:
             after_seq = await stored_seq_of(conversation_id, after_event_id)
             if after_seq is None:
                 abort(400)
-        await serve_followed_socket(conversation_id, after_seq=after_seq)
+        await serve_followed_socket(conversation_id, SEED_MESSAGES, after_seq=after_seq)
         return
     except ApiError as error:
         abort(404 if error.status in (404, 422) else error.status)
@@ -101,7 +101,7 @@ async def _write_events(subscription: Subscription) -> None:
 async def _read_messages(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
     """Each inbound frame is a message, handled like `POST .../events` with run=true."""
     try:
-        async for request, _ in inbound_messages(SendMessageRequest, _send_error):
+        async for request, _ in SEED_MESSAGES.messages():
             try:
                 await conversation.send_message(sdk_bridge.to_message(request.content), run=True)
             except ApiError as error:
@@ -115,3 +115,6 @@ async def _read_messages(conversation: Conversation, socket_scope: trio.CancelSc
 
 async def _send_error(code: int, detail: object) -> None:
     await websocket.send(json.dumps({"type": "error", "code": code, "detail": detail}))
+
+
+SEED_MESSAGES = Dialect(SendMessageRequest, _send_error)
