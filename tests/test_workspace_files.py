@@ -17,7 +17,7 @@ import pytest
 import trio
 from openhands.sdk.workspace import RemoteWorkspace
 
-from tests.conftest import LiveServer, llm_settings, start_server, test_settings
+from tests.conftest import BOTH_STORES, LiveServer, llm_settings, start_server, test_settings
 from trio_openhands.testing.fake_llm import FakeLLM
 
 if TYPE_CHECKING:
@@ -394,6 +394,7 @@ async def test_archive_as_tarball_and_as_git_patch(server: LiveServer, tmp_path:
         assert answer.status_code == status, (params, answer.text)
 
 
+@BOTH_STORES
 async def test_trajectory_zip_holds_the_stored_conversation_without_secrets(
     server: LiveServer, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
@@ -418,6 +419,7 @@ async def test_trajectory_zip_holds_the_stored_conversation_without_secrets(
     ]
 
 
+@BOTH_STORES
 async def test_scoped_file_routes_default_to_the_working_directory(
     server: LiveServer, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:

@@ -1,5 +1,5 @@
-"""Archives the file routes serve: a workspace directory (`git-delta` patch or `tar.gz`),
-and a conversation's stored trajectory (a ZIP).
+"""Archives the file routes serve: a workspace directory (`git-delta` patch or `tar.gz`);
+a conversation's trajectory ZIP is stores/trajectory.py's.
 
 Each is built in an anonymous temporary file (no name in any directory, so nothing is
 left behind, whatever happens to the request) on the conversations directory's volume,
@@ -19,15 +19,14 @@ import os
 import stat
 import tarfile
 import tempfile
-import zipfile
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Literal
+from typing import IO, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import trio
 
 from trio_openhands.services import git
-from trio_openhands.services.errors import BadRequest, NotFound, os_error
+from trio_openhands.services.errors import BadRequest, os_error
 
 ArchiveFormat = Literal["git-delta", "tar.gz"]
 SUFFIX = {"git-delta": ".patch", "tar.gz": ".tar.gz"}
@@ -300,93 +299,3 @@ def _without_credentials(url: str) -> str:
         return url  # scp-like `git@host:path`: the user name is no secret
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-# -- a conversation's trajectory -----------------------------------------------------------
-
-SECRET_FIELDS = frozenset(
-    {"api_key", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "llm_api_key"}
-)
-REDACTED = "**********"
-FERNET_PREFIX = "gAAAAA"  # a value the server secret encrypted: as good as the secret
-
-
-def _redact(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, dict):
-        changed = False
-        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
-            if _is_secret(key, item):
-                value[key], changed = REDACTED, True
-            else:
-                value[key], inner = _redact(item)
-                changed |= inner
-        return value, changed  # pyright: ignore[reportUnknownVariableType]
-    if isinstance(value, list):
-        results = [_redact(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
-        items = [REDACTED if _is_secret(None, v) else v for v, _ in results]
-        changed = any(c for _, c in results) or any(_is_secret(None, v) for v, _ in results)
-        return items, changed
-    return value, False
-
-
-def _is_secret(key: object, value: object) -> bool:
-    if not isinstance(value, str) or value in ("", REDACTED):
-        return False
-    return value.startswith(FERNET_PREFIX) or key in SECRET_FIELDS
-
-
-def _redacted_json(data: bytes, json_lines: bool) -> bytes:
-    """`data` with every secret value replaced; unchanged bytes when there is none, or
-    when it is not JSON after all."""
-    try:
-        text = data.decode("utf-8")
-        if not json_lines:
-            value, changed = _redact(json.loads(text))
-            return json.dumps(value).encode() if changed else data
-        lines: list[str] = []
-        any_change = False
-        for line in text.splitlines(keepends=True):
-            if not line.strip():
-                lines.append(line)
-                continue
-            value, changed = _redact(json.loads(line))
-            any_change |= changed
-            lines.append(
-                json.dumps(value) + ("\n" if line.endswith("\n") else "") if changed else line
-            )
-        return "".join(lines).encode() if any_change else data
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return data
-
-
-def _walk(root: Path) -> list[Path]:
-    """Everything under `root` (links not followed); what vanishes meanwhile is skipped."""
-    found: list[Path] = []
-    for directory, dirnames, filenames in os.walk(root):
-        found += [Path(directory, name) for name in (*dirnames, *filenames)]
-    return found
-
-
-def write_trajectory_zip(conversation_dir: Path, out: IO[bytes]) -> None:
-    """Blocking: the conversation's folder as a ZIP (entries under its id), as the SDK
-    stores it (state, events) plus the server's meta.json; secrets redacted; files being
-    written (`*.tmp`) and ones that vanish meanwhile skipped."""
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        try:
-            archive.write(conversation_dir, conversation_dir.name)
-        except FileNotFoundError:
-            raise NotFound("Conversation not found") from None
-        for path in sorted(_walk(conversation_dir)):
-            relative = path.relative_to(conversation_dir)
-            if relative.parts[0] == "acp" or path.suffix == ".tmp" or path.is_symlink():
-                continue
-            arcname = str(path.relative_to(conversation_dir.parent))
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                if path.is_dir():
-                    archive.write(path, arcname)
-                elif path.is_file():
-                    data = path.read_bytes()
-                    if path.suffix.lower() in (".json", ".jsonl"):
-                        data = _redacted_json(data, path.suffix.lower() == ".jsonl")
-                    info = zipfile.ZipInfo.from_file(path, arcname)
-                    archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)

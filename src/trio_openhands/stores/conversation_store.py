@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from trio_openhands.core.errors import ApiError
-from trio_openhands.stores import file_store
+from trio_openhands.stores import file_store, trajectory
 
 if TYPE_CHECKING:
     import uuid
@@ -118,6 +118,11 @@ class ConversationStore(Protocol):
         """Delete everything of a claimed conversation."""
         ...
 
+    async def write_trajectory(self, conversation_id: uuid.UUID, out: IO[bytes]) -> bool:
+        """The conversation's stored files as a ZIP into `out` (stores/trajectory.py), from
+        any instance; False, nothing written, for an unknown conversation."""
+        ...
+
     def holds(self, conversation_id: uuid.UUID) -> bool:
         """Whether this instance still owns the conversation (its lease not lost)."""
         ...
@@ -168,6 +173,10 @@ class FilesStore:
     async def remove(self, conversation_id: uuid.UUID) -> None:
         folder = file_store.conversation_dir(self.conversations_dir, conversation_id.hex)
         await trio.to_thread.run_sync(file_store.remove_tree, folder)
+
+    async def write_trajectory(self, conversation_id: uuid.UUID, out: IO[bytes]) -> bool:
+        folder = file_store.conversation_dir(self.conversations_dir, conversation_id.hex)
+        return await trio.to_thread.run_sync(trajectory.write_folder_zip, folder, out)
 
     def holds(self, conversation_id: uuid.UUID) -> bool:
         return True

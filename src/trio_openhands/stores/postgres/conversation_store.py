@@ -21,15 +21,20 @@ instances claim at once instead of waiting for the expiry.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import psycopg
 import trio
 
 from trio_openhands.core.errors import ApiError
+from trio_openhands.stores import trajectory
 from trio_openhands.stores.conversation_store import OpenedFiles, OwnedElsewhere
+from trio_openhands.stores.postgres import sdk_files
 from trio_openhands.stores.postgres.catalog import Catalog
 from trio_openhands.stores.postgres.database import DatabaseUnavailable, open_database
 from trio_openhands.stores.postgres.event_writer import EventWriter
@@ -162,6 +167,23 @@ class PostgresStore:
         lease = self._lease(conversation_id)
         await self.catalog.delete(lease.fence)  # releases the lease too
         self.held.pop(conversation_id, None)
+
+    async def write_trajectory(self, conversation_id: uuid.UUID, out: IO[bytes]) -> bool:
+        record = await self.catalog.get(conversation_id)
+        if record is None:
+            return False
+        meta = ("meta.json", json.dumps(record).encode())
+
+        def write() -> None:
+            with contextlib.closing(
+                sdk_files.blocking_each_file(self.database, conversation_id)
+            ) as files:
+                trajectory.write_entries_zip(
+                    conversation_id.hex, itertools.chain(files, [meta]), out
+                )
+
+        await trio.to_thread.run_sync(write)
+        return True
 
     def holds(self, conversation_id: uuid.UUID) -> bool:
         return conversation_id in self.held

@@ -19,6 +19,7 @@ from trio_openhands.stores.postgres import fencing, locks
 
 if TYPE_CHECKING:
     import uuid
+    from collections.abc import Generator
 
     from trio_openhands.stores.postgres.database import Database
 
@@ -150,6 +151,20 @@ def blocking_list(
         if content is not None:
             contents[stored] = bytes(content)
     return found, contents
+
+
+def blocking_each_file(
+    database: Database, conversation_id: uuid.UUID
+) -> Generator[tuple[str, bytes]]:
+    """Every file of the conversation with its bytes, in path order, streamed from the
+    database one row at a time (close the iterator when leaving it early)."""
+    with database.connection() as connection:
+        rows = connection.cursor().stream(
+            "SELECT path, content FROM sdk_files WHERE conversation_id = %s ORDER BY path",
+            (conversation_id,),
+        )
+        for path, content in rows:
+            yield path, bytes(content)
 
 
 def blocking_exists(database: Database, conversation_id: uuid.UUID, path: str) -> bool:

@@ -24,7 +24,6 @@ from quart_schema import DataSource, document_querystring, document_request
 from trio_openhands.core.errors import ApiError, NotFound, ValidationFailed
 from trio_openhands.services import archive, files, git
 from trio_openhands.services.errors import os_error
-from trio_openhands.stores.file_store import conversation_dir
 from trio_openhands.web.api.workspace import (
     attachment,
     conversation_root,
@@ -312,13 +311,9 @@ async def archive_conversation_directory(raw_id: str) -> Response:
 
 async def _trajectory(raw_trajectory_id: str) -> Response:
     conversation_id = parse_conversation_id(raw_trajectory_id, "trajectory_id")
-    settings = app().settings
-    folder = conversation_dir(settings.conversations_dir, conversation_id.hex)
-    if not await trio.Path(folder).is_dir():
-        raise NotFound(f"Conversation not found: {conversation_id}")
-    out = await trio.to_thread.run_sync(archive.anonymous_file, settings.conversations_dir)
+    out = await trio.to_thread.run_sync(archive.anonymous_file, app().settings.conversations_dir)
     try:
-        await trio.to_thread.run_sync(archive.write_trajectory_zip, folder, out)
+        found = await app().supervisor.store.write_trajectory(conversation_id, out)
         size = await trio.to_thread.run_sync(_rewind, out)
     except OSError as error:
         out.close()
@@ -326,6 +321,9 @@ async def _trajectory(raw_trajectory_id: str) -> Response:
     except BaseException:
         out.close()
         raise
+    if not found:
+        out.close()
+        raise NotFound(f"Conversation not found: {conversation_id}")
     return _file_response(out, size, f"{conversation_id.hex}.zip", "application/octet-stream")
 
 
