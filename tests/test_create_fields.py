@@ -13,11 +13,14 @@ import trio
 from openhands.sdk.utils.cipher import Cipher
 from trio_websocket import open_websocket_url
 
+from tests import stored
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings, wait_status
 from trio_openhands.testing.fake_llm import FakeLLM, finish, http_error, text, tool_call
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from trio_openhands.settings import Settings
 
 KEY = "sk-plain-CREATE-key"
 
@@ -65,9 +68,12 @@ async def wait_title(server: LiveServer, conversation_id: str) -> str:
                     return frame["value"]
 
 
-def stored_key(conversations_dir: Path, conversation_id: str) -> str:
+async def stored_key(settings: Settings, conversation_id: str) -> str:
+    """The LLM key the SDK stored for the conversation (encrypted at rest), decrypted."""
     state = json.loads(
-        (conversations_dir / conversation_id.replace("-", "") / "base_state.json").read_text()
+        await trio.to_thread.run_sync(
+            stored.conversation_file, settings, conversation_id, "base_state.json"
+        )
     )
     decrypted = Cipher(secret_key="test-secret").decrypt(state["agent"]["llm"]["api_key"])
     assert decrypted is not None
@@ -104,7 +110,7 @@ async def test_the_web_ui_create_with_agent_settings_and_encrypted_secrets(
     assert await agent_texts(server, info["id"]) == ["Hello from the agent"]
     assert await wait_title(server, info["id"]) == "Greeting"
     # The ciphertext the UI sent back was decrypted: the conversation has the real key.
-    assert stored_key(server.settings.conversations_dir, info["id"]) == KEY
+    assert await stored_key(server.settings, info["id"]) == KEY
 
 
 async def test_agent_settings_that_cannot_be_served_are_a_422_naming_them(

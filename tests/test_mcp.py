@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import trio
+
+from tests import stored
+
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
 
@@ -37,8 +41,9 @@ async def test_named_mcp_servers_in_the_settings(server: LiveServer) -> None:
     assert config["local"]["command"] == sys.executable  # the rest kept
     assert set(config) == {"remote", "local"}
 
-    stored = (server.settings.conversations_dir / "settings.json").read_text()
-    assert "s3cr3t" not in stored  # encrypted at rest
+    at_rest = await trio.to_thread.run_sync(stored.document, server.settings, "settings.json")
+    assert "gAAAAA" in at_rest
+    assert "s3cr3t" not in at_rest  # encrypted at rest
     plain = await client.get("/api/settings", headers={"X-Expose-Secrets": "plaintext"})
     assert "s3cr3t" in plain.text
 

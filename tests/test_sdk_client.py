@@ -34,7 +34,8 @@ from openhands.sdk.event import (
 from openhands.sdk.security.confirmation_policy import AlwaysConfirm
 from pydantic import SecretStr
 
-from tests.conftest import LiveServer, start_server, test_settings
+from tests import stored
+from tests.conftest import LiveServer, free_port, start_server, test_settings
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -206,13 +207,23 @@ async def first_of(*waits: Callable[[], Any]) -> None:
             nursery.start_soon(run_then_cancel, wait)
 
 
-@pytest.fixture(params=[None, KEY], ids=["open", "session-key"])
+# The official clients against both stores without doubling the time: an open server over
+# the files store, and a keyed one over PostgreSQL (the key and the store are independent).
+OPEN_FILES = (None, "files")
+KEYED_POSTGRES = (KEY, "postgres")
+
+
+@pytest.fixture(params=[OPEN_FILES, KEYED_POSTGRES], ids=["open-files", "session-key-postgres"])
 async def sdk(
     request: pytest.FixtureRequest, nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
 ) -> AsyncIterator[SdkSession]:
-    api_key: str | None = request.param
+    api_key, store = request.param
     keys = () if api_key is None else (api_key,)
-    server = await start_server(nursery, test_settings(tmp_path, session_api_keys=keys))
+    settings = test_settings(tmp_path, session_api_keys=keys)
+    if store == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        settings = settings.with_changes(database_url=url, port=free_port(), lease_seconds=3.0)
+    server = await start_server(nursery, settings)
     if api_key is not None:
         server.client.headers["X-Session-API-Key"] = api_key
     session = SdkSession(server, fake_llm, api_key)
@@ -413,7 +424,6 @@ async def test_second_client_sees_the_same_events_in_the_same_order(sdk: SdkSess
     assert agent_texts(b.conversation.state.events) == ["first answer"]
 
 
-@pytest.mark.parametrize("sdk", [None], ids=["open"], indirect=True)
 async def test_reattached_clients_get_exactly_the_live_clients_events(sdk: SdkSession) -> None:
     """State updates are logged events: a client attached later, by id or with `attach`,
     reads over REST exactly the events the live client got, in the same order."""
@@ -485,12 +495,12 @@ async def test_close_with_delete_then_attach_is_404(sdk: SdkSession) -> None:
     await call(a.conversation.send_message, f"bye {tag}")
     await call(a.conversation.run)
     watcher = await sdk.open(conversation_id=a.conversation.id)
-    folder = sdk.server.settings.conversations_dir / a.conversation.id.hex
-    assert folder.exists()
+    settings = sdk.server.settings
+    assert await trio.to_thread.run_sync(stored.conversation_bytes, settings, a.conversation.id)
 
     await sdk.close(a)
     assert (await sdk.server.client.get(f"/api/conversations/{a.id}")).status_code == 404
-    assert not folder.exists()
+    assert await trio.to_thread.run_sync(stored.conversation_bytes, settings, a.id) == []
     workspace = sdk.workspace()
     with pytest.raises(httpx.HTTPStatusError) as attach:
         await call(RemoteConversation.attach, workspace, a.conversation.id, visualizer=None)
@@ -504,7 +514,6 @@ async def test_close_with_delete_then_attach_is_404(sdk: SdkSession) -> None:
     await call(watcher.workspace.reset_client)
 
 
-@pytest.mark.parametrize("sdk", [None], ids=["open"], indirect=True)
 async def test_ask_agent_condense_navigate_and_switch_llm(sdk: SdkSession) -> None:
     """The conversation controls, as the SDK documents them."""
     first = sdk.fake_llm.script("controls-one", [text("first answer")])

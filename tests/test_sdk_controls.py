@@ -22,6 +22,7 @@ from openhands.sdk.marketplace import MarketplaceRegistration
 from tests.test_create_fields import stored_key
 from tests.test_plugins import write_plugin
 from tests.test_sdk_client import (
+    OPEN_FILES,
     Client,
     Frames,
     SdkSession,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["sdk"]  # the SDK client test's fixture
 
-OPEN = pytest.mark.parametrize("sdk", [None], ids=["open"], indirect=True)
+OPEN = pytest.mark.parametrize("sdk", [OPEN_FILES], ids=["open-files"], indirect=True)
 
 
 async def event_ids(session: SdkSession, conversation_id: str) -> list[str]:
@@ -84,7 +85,7 @@ async def test_fork_is_a_conversation_of_its_own_that_runs_to_finished(
         "the fork's answer",
     ]
     # The fork saved the LLM key encrypted with the server secret: it runs after a restart.
-    assert stored_key(sdk.server.settings.conversations_dir, fork.id) == "test-key"
+    assert await stored_key(sdk.server.settings, str(fork.id)) == "test-key"
     # The source is as it was.
     assert await event_ids(sdk, client.id) == before
     source_info = (await sdk.server.client.get(f"/api/conversations/{client.id}")).json()

@@ -11,6 +11,7 @@ import trio
 from openhands.sdk.utils.cipher import Cipher
 from openhands.sdk.workspace import RemoteWorkspace
 
+from tests import stored
 from tests.conftest import BOTH_STORES, LiveServer, llm_settings, start_server, test_settings
 from trio_openhands.testing.fake_llm import FakeLLM
 
@@ -35,13 +36,9 @@ async def settings(server: LiveServer, headers: dict[str, str] | None = None) ->
     return response.json()
 
 
-def stored_text(conversations_dir: Path) -> str:
-    """Every file the server keeps, as one text (the secret key file aside)."""
-    return "\n".join(
-        path.read_text(errors="replace")
-        for path in sorted(conversations_dir.rglob("*"))
-        if path.is_file() and path.name != ".secret_key"
-    )
+async def stored_text(server: LiveServer) -> str:
+    """Everything the server keeps, as one text (the secret key file aside)."""
+    return await trio.to_thread.run_sync(stored.everything, server.settings)
 
 
 async def test_the_ui_flow_of_settings_and_how_secrets_are_shown(
@@ -86,8 +83,9 @@ async def test_the_ui_flow_of_settings_and_how_secrets_are_shown(
     conversation_schema = (await server.client.get("/api/settings/conversation-schema")).json()
     assert conversation_schema["model_name"] == "ConversationSettings"
 
-    assert KEY not in stored_text(server.settings.conversations_dir)
-    assert "gAAAAA" in (server.settings.conversations_dir / "settings.json").read_text()
+    assert KEY not in await stored_text(server)
+    at_rest = await trio.to_thread.run_sync(stored.document, server.settings, "settings.json")
+    assert "gAAAAA" in at_rest
 
 
 async def test_bad_settings_are_a_422_naming_the_field(server: LiveServer) -> None:
@@ -128,7 +126,7 @@ async def test_settings_and_secrets_survive_a_restart(
         assert (await second.client.get("/api/settings/secrets/GH")).text == SECRET
     finally:
         await second.aclose()
-    text = stored_text(tmp_path / "conversations")
+    text = await trio.to_thread.run_sync(stored.everything, second.settings)
     assert KEY not in text
     assert SECRET not in text
 
@@ -156,7 +154,7 @@ async def test_secrets_are_listed_without_values_and_kept_encrypted(server: Live
     assert listing.json() == {"secrets": [{"name": "GITHUB_TOKEN", "description": "new"}]}
     value = await client.get("/api/settings/secrets/GITHUB_TOKEN")
     assert (value.text, value.headers["content-type"]) == (SECRET, "text/plain; charset=utf-8")
-    assert SECRET not in stored_text(server.settings.conversations_dir)
+    assert SECRET not in await stored_text(server)
 
     for bad, field in (({**body, "name": "9lives"}, "name"), ({**body, "value": " "}, "value")):
         refused = await client.put("/api/settings/secrets", json=bad)
