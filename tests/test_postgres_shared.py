@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.conftest import wait_status
-from tests.test_conversations import start
+from tests.conftest import llm_settings, wait_status
+from tests.test_conversations import message, start
 from tests.test_postgres_server import two_instances
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from trio_websocket import WebSocketConnection
 
+KEY = "sk-plain-SHARED-profile-key"
 BAD_FRAMES: tuple[Any, ...] = (
     {"role": "user", "content": []},  # does not validate
     "not json",  # does not parse
@@ -67,6 +69,65 @@ async def test_a_socket_on_a_non_owner_answers_as_the_owners_socket_does(
                 seed_answer = json.loads(await seed_on_a.get_message())
                 assert (seed_answer["type"], seed_answer["code"]) == ("error", 422)
                 assert json.loads(await seed_on_b.get_message()) == seed_answer
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_profiles_saved_on_one_instance_are_used_on_another(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
+) -> None:
+    a, b = await two_instances(nursery, tmp_path, postgres_url)
+    try:
+        profile_llm = llm_settings(fake_llm, model="openai/fake-shared", api_key=KEY)
+        saved = await a.client.post("/api/profiles/shared", json={"llm": profile_llm})
+        assert saved.status_code == 201, saved.text
+        agent = {"agent_kind": "openhands", "llm_profile_ref": "shared"}
+        saved = await a.client.post("/api/agent-profiles/coder", json=agent)
+        assert saved.status_code == 201, saved.text
+        # B lists and loads them, the key decrypted with the shared secret.
+        listed = (await b.client.get("/api/profiles")).json()["profiles"]
+        assert [(p["name"], p["model"], p["api_key_set"]) for p in listed] == [
+            ("shared", "openai/fake-shared", True)
+        ]
+        plain = {"X-Expose-Secrets": "plaintext"}
+        shown = (await b.client.get("/api/profiles/shared", headers=plain)).json()
+        assert shown["config"]["api_key"] == KEY
+        coder = (await b.client.get("/api/agent-profiles/coder")).json()["profile"]
+        assert coder["llm_profile_ref"] == "shared"
+        agents = (await b.client.get("/api/agent-profiles")).json()
+        assert {p["name"] for p in agents["profiles"]} == {"coder", "default"}  # seeded once
+        assert (await a.client.get("/api/agent-profiles")).json() == agents
+        # The SDK's reference check sees A's agent profile from B.
+        referenced = await b.client.delete("/api/profiles/shared")
+        assert referenced.status_code == 409, referenced.text
+        activated = await b.client.post(f"/api/agent-profiles/{coder['id']}/activate")
+        assert activated.status_code == 200, activated.text
+        settings = (await a.client.get("/api/settings")).json()
+        assert settings["active_agent_profile_id"] == coder["id"]
+        # B renames, A follows; the key is nowhere in the database in plain text.
+        renamed = await b.client.post("/api/profiles/shared/rename", json={"new_name": "common"})
+        assert renamed.status_code == 200, renamed.text
+        coder = (await a.client.get("/api/agent-profiles/coder")).json()["profile"]
+        assert coder["llm_profile_ref"] == "common"
+        with psycopg.connect(postgres_url) as connection:
+            rows = connection.execute(
+                "SELECT name, content FROM blobs WHERE starts_with(name, 'profiles/')"
+            ).fetchall()
+        assert "profiles/llm/common.json" in {name for name, _ in rows}
+        assert not any(KEY.encode() in bytes(content) for _, content in rows)
+
+        # A conversation on B switches to the profile saved on A and runs with its LLM.
+        cid = (await start(b, fake_llm, None, title="switched"))["id"]
+        base = f"/api/conversations/{cid}/switch_profile"
+        switched = await b.client.post(base, json={"profile_name": "common"})
+        assert switched.status_code == 200, switched.text
+        tag = fake_llm.script("profiled", [text("from the shared profile")])
+        sent = await b.client.post(f"/conversations/{cid}/events", json=message(f"go {tag}"))
+        assert sent.status_code == 200, sent.text
+        request = await fake_llm.wait_for_request(script="profiled", step=0)
+        assert request.model == "fake-shared"
+        await wait_status(b, cid, "finished")
     finally:
         await a.aclose()
         await b.aclose()

@@ -292,3 +292,34 @@ async def test_an_update_that_raises_changes_nothing(database: Database) -> None
         assert await blobs.read("settings.json") == b"old"
         unchanged = await blobs.update("settings.json", lambda current: (current or b"", 7))
         assert unchanged == 7
+
+
+async def test_updates_of_all_documents_under_a_prefix(database: Database) -> None:
+    """Each `update_all` sees every one before it (as from many instances); what `change`
+    drops is deleted, a raise writes nothing, documents beside the prefix are untouched."""
+    blobs = BlobStore(database)
+
+    async def add(number: int) -> None:
+        def change(current: dict[str, bytes]) -> tuple[dict[str, bytes], None]:
+            return {**current, f"dir/{number}.json": str(len(current)).encode()}, None
+
+        await blobs.update_all("dir/", change)
+
+    def refuse(current: dict[str, bytes]) -> tuple[dict[str, bytes], None]:
+        raise ValueError("no")
+
+    with trio.fail_after(10):
+        await blobs.write("dirt.json", b"beside")
+        async with trio.open_nursery() as nursery:
+            for number in range(6):
+                nursery.start_soon(add, number)
+        names = [f"dir/{number}.json" for number in range(6)]
+        assert await blobs.names("dir/") == names
+        counts = [await blobs.read(name) or b"" for name in names]
+        assert sorted(counts) == [str(count).encode() for count in range(6)]
+        with pytest.raises(ValueError, match="no"):
+            await blobs.update_all("dir/", refuse)
+        kept = await blobs.update_all("dir/", lambda current: ({names[0]: b"x"}, len(current)))
+        assert kept == 6
+        assert await blobs.names() == ["dir/0.json", "dirt.json"]
+        assert await blobs.read("dir/0.json") == b"x"

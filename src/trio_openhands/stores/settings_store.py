@@ -14,8 +14,8 @@ serialized across instances (the blob store's lock), so every instance serves th
 settings and secrets.
 
 The SDK's settings types are used once it is loaded (callers wait for it first); LLM and
-agent profiles are the SDK's own stores, in `<conversations_dir>/.profiles/` (per instance,
-even with a database).
+agent profiles are the SDK's own stores, in `<conversations_dir>/.profiles/`, shared through
+the database as well when there is one (`profiles`, stores/profile_stores.py).
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 
 from trio_openhands.stores import file_store
+from trio_openhands.stores.profile_stores import ProfileStores
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from openhands.sdk.llm.llm_profile_store import LLMProfileStore
-    from openhands.sdk.profiles import AgentProfileStore
     from openhands.sdk.settings import ConversationSettings
     from openhands.sdk.utils.cipher import Cipher
 
@@ -164,10 +163,18 @@ class SettingsStore:
         self._configured_secret = configured_secret
         self._cipher: Cipher | None = None
         self._lock = trio.Lock()
-        self._llm_profiles: LLMProfileStore | None = None
-        self._agent_profiles: AgentProfileStore | None = None
-        # The shared database's documents, when the server uses one (set at its start).
-        self.shared: BlobStore | None = None
+        self.profiles = ProfileStores(conversations_dir / PROFILES_DIR)
+        self._shared: BlobStore | None = None
+
+    @property
+    def shared(self) -> BlobStore | None:
+        """The shared database's documents, when the server uses one (set at its start):
+        the settings, the secrets and the profiles are kept there."""
+        return self._shared
+
+    @shared.setter
+    def shared(self, blobs: BlobStore | None) -> None:
+        self._shared = self.profiles.shared = blobs
 
     async def cipher(self) -> Cipher:
         """The SDK cipher over the server secret (the key file is created on first use)."""
@@ -212,19 +219,3 @@ class SettingsStore:
             if self.shared is not None:
                 return await self.shared.update(SETTINGS_FILE, change_document)
             return await trio.to_thread.run_sync(read_change_write)
-
-    async def llm_profiles(self) -> LLMProfileStore:
-        if self._llm_profiles is None:
-            from openhands.sdk.llm.llm_profile_store import LLMProfileStore
-
-            base = self._conversations_dir / PROFILES_DIR / "llm"
-            self._llm_profiles = await trio.to_thread.run_sync(LLMProfileStore, base)
-        return self._llm_profiles
-
-    async def agent_profiles(self) -> AgentProfileStore:
-        if self._agent_profiles is None:
-            from openhands.sdk.profiles import AgentProfileStore
-
-            base = self._conversations_dir / PROFILES_DIR / "agent"
-            self._agent_profiles = await trio.to_thread.run_sync(AgentProfileStore, base)
-        return self._agent_profiles

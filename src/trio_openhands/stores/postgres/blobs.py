@@ -7,7 +7,8 @@ database never sees a secret in plain text. Not fenced: these belong to no conve
 
 `update` is a read-modify-write serialized across instances (a transaction-scoped advisory
 lock on the name, so it also serializes the creation of a missing document): two concurrent
-PATCHes on two instances each see the other's result, neither is lost.
+PATCHes on two instances each see the other's result, neither is lost. `update_all` is the
+same over every document under a prefix (a directory of them, as the profiles are).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ ON CONFLICT (name) DO UPDATE SET content = excluded.content, updated_at = now()
 """
 
 
-def _name_lock_key(name: str) -> int:
-    digest = hashlib.blake2b(f"blob/{name}".encode(), digest_size=8).digest()
+def _name_lock_key(name: str, scope: str = "blob") -> int:
+    digest = hashlib.blake2b(f"{scope}/{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -65,6 +66,36 @@ class BlobStore:
                 new, result = change(current)
                 if new is not current:
                     connection.execute(_UPSERT, (name, new))
+                return result
+
+        return await self.database.run(read_change_write)
+
+    async def update_all[T](
+        self, prefix: str, change: Callable[[dict[str, bytes]], tuple[dict[str, bytes], T]]
+    ) -> T:
+        """Read every document under `prefix`, `change` them, write back what differs, with
+        every other `update_all` of `prefix` kept out meanwhile; one transaction.
+
+        `change` (blocking, run in the worker thread) gets {name: bytes} and returns the
+        documents there should be and a result: the changed ones are written, the missing
+        ones deleted. Raising leaves every document as it was."""
+
+        def read_change_write(connection: psycopg.Connection) -> T:
+            with connection.transaction():
+                lock_key = _name_lock_key(prefix, scope="blobs-under")
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+                rows = connection.execute(
+                    "SELECT name, content FROM blobs WHERE starts_with(name, %s)", (prefix,)
+                ).fetchall()
+                current = {name: bytes(content) for name, content in rows}
+                new, result = change(dict(current))
+                if stray := [name for name in new if not name.startswith(prefix)]:
+                    raise ValueError(f"documents outside {prefix!r}: {stray}")
+                for name, content in new.items():
+                    if current.get(name) != content:
+                        connection.execute(_UPSERT, (name, content))
+                if gone := sorted(current.keys() - new.keys()):
+                    connection.execute("DELETE FROM blobs WHERE name = ANY(%s)", (gone,))
                 return result
 
         return await self.database.run(read_change_write)

@@ -1,13 +1,12 @@
 """The reference server's agent profiles (`/api/agent-profiles...`): named, secret-free
-launch specs (the SDK's `AgentProfile`, in its own store), and the `active_agent_profile_id`
-pointer. Some profile is always active: `default`, built from the stored agent settings
-when there is none, as the reference does."""
+launch specs (the SDK's `AgentProfile`, in its own store: stores/profile_stores.py), and the
+`active_agent_profile_id` pointer. Some profile is always active: `default`, built from the
+stored agent settings when there is none, as the reference does."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import trio
 from pydantic import ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_request
@@ -16,7 +15,12 @@ from trio_openhands.core import agent_settings
 from trio_openhands.core.errors import Conflict, NotFound, ValidationFailed
 from trio_openhands.core.validation import load_json
 from trio_openhands.web.api.profiles import rename_body, renamed
-from trio_openhands.web.api.settings import store, update_settings
+from trio_openhands.web.api.settings import (
+    agent_profile_name,
+    read_settings,
+    store,
+    update_settings,
+)
 from trio_openhands.web.api.settings_models import (
     AgentProfileActivated,
     AgentProfileDetail,
@@ -56,17 +60,21 @@ def _seed_llm_profile(settings: ServerSettings, llm_profiles: LLMProfileStore, c
 
 
 async def ensure_active() -> None:
-    """Point `active_agent_profile_id` at a stored profile, seeding `default` if needed."""
-    profiles = await store().agent_profiles()
-    llm_profiles = await store().llm_profiles()
-    cipher = await store().cipher()
+    """Point `active_agent_profile_id` at a stored profile, seeding `default` if needed.
 
-    def ensure(current: ServerSettings) -> tuple[ServerSettings, None]:
+    The profiles are looked at (and seeded) first, then the pointer set in a second step
+    only if nobody moved it meanwhile (the newer choice stands): never one store's lock
+    held while waiting for the other's, which with the database would be two connections
+    held by one request."""
+    cipher = await store().cipher()
+    current = await read_settings()
+
+    def resolve(llm_profiles: LLMProfileStore, profiles: AgentProfileStore) -> str | None:
         from openhands.sdk.profiles import build_seed_profile, save_profile_preserving_identity
 
         active = current.active_agent_profile_id
         if active is not None and profiles.name_for_id(active) is not None:
-            return current, None
+            return None
         try:
             profile: Any = profiles.load(SEED)
         except FileNotFoundError:
@@ -76,9 +84,17 @@ async def ensure_active() -> None:
             profile = save_profile_preserving_identity(
                 profiles, seeded, max_profiles=MAX_AGENT_PROFILES
             )
-        return current.replace(active_agent_profile_id=str(profile.id)), None
+        return str(profile.id)
 
-    await update_settings(ensure)
+    if (profile_id := await store().profiles.use(resolve)) is None:
+        return
+
+    def point(latest: ServerSettings) -> tuple[ServerSettings, None]:
+        if latest.active_agent_profile_id != current.active_agent_profile_id:
+            return latest, None
+        return latest.replace(active_agent_profile_id=profile_id), None
+
+    await update_settings(point)
 
 
 @blueprint.get("/api/agent-profiles")
@@ -87,8 +103,7 @@ async def list_agent_profiles() -> Response:
     await app().sdk_loader.wait_ready()
     await ensure_active()
     settings = await store().read()
-    profiles = await store().agent_profiles()
-    summaries = await trio.to_thread.run_sync(profiles.list_summaries)
+    summaries = await store().profiles.use(lambda _, profiles: profiles.list_summaries())
     return json_response(
         {"profiles": summaries, "active_agent_profile_id": settings.active_agent_profile_id}
     )
@@ -99,13 +114,13 @@ async def list_agent_profiles() -> Response:
 async def get_agent_profile(name: str) -> Response:
     _name(name)
     await app().sdk_loader.wait_ready()
-    profile = await _load(await store().agent_profiles(), name)
+    profile = await _load(name)
     return json_response({"name": name, "profile": profile.model_dump(mode="json")})
 
 
-async def _load(profiles: AgentProfileStore, name: str) -> Any:
+async def _load(name: str) -> Any:
     try:
-        return await trio.to_thread.run_sync(profiles.load, name)
+        return await store().profiles.use(lambda _, profiles: profiles.load(name))
     except FileNotFoundError:
         raise NotFound(f"Agent profile '{name}' not found") from None
 
@@ -138,9 +153,8 @@ async def save_agent_profile(name: str) -> Response:
         ) from None
     except (ValueError, TypeError):
         raise ValidationFailed.single(("body",), "Invalid agent profile") from None
-    profiles = await store().agent_profiles()
 
-    def save() -> None:
+    def save(_: object, profiles: AgentProfileStore) -> None:
         try:
             save_profile_preserving_identity(profiles, profile, max_profiles=MAX_AGENT_PROFILES)
         except ProfileLimitExceeded:
@@ -149,7 +163,7 @@ async def save_agent_profile(name: str) -> Response:
                 "saving a new one."
             ) from None
 
-    await trio.to_thread.run_sync(save)
+    await store().profiles.use(save)
     return json_response({"name": name, "message": f"Agent profile '{name}' saved"}, 201)
 
 
@@ -159,14 +173,13 @@ async def delete_agent_profile(name: str) -> Response:
     """Idempotent; when it was the active one, `default` becomes active (seeded again)."""
     _name(name)
     await app().sdk_loader.wait_ready()
-    profiles = await store().agent_profiles()
 
-    def delete() -> str | None:
+    def delete(_: object, profiles: AgentProfileStore) -> str | None:
         found = next((s for s in profiles.list_summaries() if s.get("name") == name), None)
         profiles.delete(name)
         return None if found is None or found.get("id") is None else str(found["id"])
 
-    deleted_id = await trio.to_thread.run_sync(delete)
+    deleted_id = await store().profiles.use(delete)
     if deleted_id is not None:
 
         def clear(current: ServerSettings) -> tuple[ServerSettings, None]:
@@ -185,9 +198,8 @@ async def delete_agent_profile(name: str) -> Response:
 async def rename_agent_profile(name: str) -> Response:
     """Its id stays, so the active pointer follows."""
     new_name = await rename_body(name)
-    profiles = await store().agent_profiles()
     try:
-        await trio.to_thread.run_sync(profiles.rename, name, new_name)
+        await store().profiles.use(lambda _, profiles: profiles.rename(name, new_name))
     except FileNotFoundError:
         raise NotFound(f"Agent profile '{name}' not found") from None
     except FileExistsError:
@@ -204,8 +216,7 @@ async def activate_agent_profile(profile_id: str) -> Response:
             ("path", "profile_id"), f"At most {MAX_ID_LENGTH} characters", "string_too_long"
         )
     await app().sdk_loader.wait_ready()
-    profiles = await store().agent_profiles()
-    if await trio.to_thread.run_sync(profiles.name_for_id, profile_id) is None:
+    if await agent_profile_name(profile_id) is None:
         raise NotFound(f"Agent profile with id '{profile_id}' not found")
     await update_settings(
         lambda current: (current.replace(active_agent_profile_id=profile_id), None)

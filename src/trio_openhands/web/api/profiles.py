@@ -1,6 +1,7 @@
 """The reference server's LLM profiles (`/api/profiles...`): named LLM settings, stored by
-the SDK's own profile store under the conversations directory, keys encrypted with the
-server secret. Activating one makes it the stored agent settings' LLM."""
+the SDK's own profile store (stores/profile_stores.py: under the conversations directory,
+or shared by every instance through the database), keys encrypted with the server secret.
+Activating one makes it the stored agent settings' LLM."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_body
 
 if TYPE_CHECKING:
+    from openhands.sdk.llm.llm_profile_store import LLMProfileStore
+    from openhands.sdk.profiles import AgentProfileStore
+
     from trio_openhands.stores.settings_store import ServerSettings
 
 blueprint = Blueprint("api_profiles", __name__)
@@ -43,8 +47,7 @@ def _name(name: str) -> str:
 @responses(ProfileList, 409)
 async def list_profiles() -> Response:
     settings = await read_settings()
-    profiles = await store().llm_profiles()
-    summaries = await trio.to_thread.run_sync(profiles.list_summaries)
+    summaries = await store().profiles.use(lambda llm_profiles, _: llm_profiles.list_summaries())
     return json_response({"profiles": summaries, "active_profile": settings.active_profile})
 
 
@@ -75,9 +78,8 @@ async def save_profile(name: str) -> Response:
     await app().sdk_loader.wait_ready()
     cipher = await store().cipher()
     llm = llm_catalog.build_llm(body.llm, cipher, ("body", "llm"))
-    profiles = await store().llm_profiles()
 
-    def save() -> None:
+    def save(profiles: LLMProfileStore, _: object) -> None:
         from openhands.sdk.llm.llm_profile_store import ProfileLimitExceeded
 
         try:
@@ -93,7 +95,7 @@ async def save_profile(name: str) -> Response:
                 f"Profile limit reached ({MAX_PROFILES}). Delete a profile before saving a new one."
             ) from None
 
-    await trio.to_thread.run_sync(save)
+    await store().profiles.use(save)
     return json_response({"name": name, "message": f"Profile '{name}' saved"}, 201)
 
 
@@ -124,10 +126,8 @@ async def delete_profile(name: str) -> Response:
     """Idempotent; 409 while an agent profile refers to it. Clears `active_profile`."""
     _name(name)
     await app().sdk_loader.wait_ready()
-    llm_profiles = await store().llm_profiles()
-    agent_profiles = await store().agent_profiles()
 
-    def delete() -> None:
+    def delete(llm_profiles: LLMProfileStore, agent_profiles: AgentProfileStore) -> None:
         from openhands.sdk.profiles import ProfileReferenced, delete_llm_profile
 
         try:
@@ -135,7 +135,7 @@ async def delete_profile(name: str) -> Response:
         except ProfileReferenced as error:
             raise Conflict(str(error)) from None
 
-    await trio.to_thread.run_sync(delete)
+    await store().profiles.use(delete)
     await update_settings(lambda current: (_set_active_if(current, name, None), None))
     return json_response({"name": name, "message": f"Profile '{name}' deleted"})
 
@@ -146,10 +146,8 @@ async def delete_profile(name: str) -> Response:
 async def rename_profile(name: str) -> Response:
     """Agent profiles that refer to it follow; so does `active_profile`."""
     new_name = await rename_body(name)
-    llm_profiles = await store().llm_profiles()
-    agent_profiles = await store().agent_profiles()
 
-    def rename() -> None:
+    def rename(llm_profiles: LLMProfileStore, agent_profiles: AgentProfileStore) -> None:
         from openhands.sdk.profiles import rename_llm_profile
 
         try:
@@ -159,7 +157,7 @@ async def rename_profile(name: str) -> Response:
         except FileExistsError:
             raise Conflict(f"Profile '{new_name}' already exists") from None
 
-    await trio.to_thread.run_sync(rename)
+    await store().profiles.use(rename)
     if name != new_name:
         await update_settings(lambda current: (_set_active_if(current, name, new_name), None))
     return renamed("Profile", name, new_name)

@@ -33,6 +33,8 @@ from trio_openhands.web.request_parsing import parse_body, parse_query
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from openhands.sdk.profiles import AgentProfileStore
+
     from trio_openhands.stores.settings_store import ServerSettings, SettingsStore
 
 blueprint = Blueprint("api_settings", __name__)
@@ -98,10 +100,9 @@ async def patch_settings() -> Response:
         changes.get("agent_settings_diff") or {}
     ):
         profile_llm = await load_profile_llm(name)
-    if (profile_id := changes.get("active_agent_profile_id")) is not None:
-        profiles = await store().agent_profiles()
-        if await trio.to_thread.run_sync(profiles.name_for_id, profile_id) is None:
-            raise NotFound(f"Agent profile with id '{profile_id}' not found")
+    profile_id = changes.get("active_agent_profile_id")
+    if profile_id is not None and await agent_profile_name(profile_id) is None:
+        raise NotFound(f"Agent profile with id '{profile_id}' not found")
     if (meta := changes.pop("active_meta_profile", None)) is not None:
         raise NotFound(f"Meta-profile '{meta}' not found")  # this server keeps none
 
@@ -115,14 +116,18 @@ async def patch_settings() -> Response:
 
 async def load_profile_llm(name: str) -> Any:
     """An LLM profile's LLM with its key (decrypted), or a 404."""
-    profiles = await store().llm_profiles()
     cipher = await store().cipher()
     try:
-        return await trio.to_thread.run_sync(lambda: profiles.load(name, cipher=cipher))
+        return await store().profiles.use(lambda profiles, _: profiles.load(name, cipher=cipher))
     except FileNotFoundError:
         raise agent_settings.profile_not_found(name) from None
     except ValueError as error:
         raise ApiError(400, str(error)) from None
+
+
+async def agent_profile_name(profile_id: str) -> str | None:
+    """The name of the agent profile with this id, None when there is none."""
+    return await store().profiles.use(lambda _, profiles: profiles.name_for_id(profile_id))
 
 
 @blueprint.get("/api/settings/agent-schema")
@@ -163,15 +168,14 @@ async def list_secrets() -> Response:
     settings = await read_settings()
     allowed: set[str] | None = None
     if query.agent_profile_id is not None:
-        profiles = await store().agent_profiles()
 
-        def secret_refs() -> list[str] | None:
+        def secret_refs(_: object, profiles: AgentProfileStore) -> list[str] | None:
             name = profiles.name_for_id(query.agent_profile_id or "")
             if name is None:
                 raise NotFound("Agent profile not found")
             return profiles.load(name).secret_refs
 
-        refs = await trio.to_thread.run_sync(secret_refs)
+        refs = await store().profiles.use(secret_refs)
         allowed = None if refs is None else set(refs)
     items = [
         {"name": name, "description": secret.description}
