@@ -4,6 +4,7 @@ instance that does not own the conversation, the profiles, a fork."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -11,7 +12,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from tests.conftest import llm_settings, wait_status
-from tests.test_conversations import message, start
+from tests.test_conversations import events_of, message, start
 from tests.test_postgres_server import two_instances
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
@@ -128,6 +129,42 @@ async def test_profiles_saved_on_one_instance_are_used_on_another(
         request = await fake_llm.wait_for_request(script="profiled", step=0)
         assert request.model == "fake-shared"
         await wait_status(b, cid, "finished")
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_fork_lives_in_the_database_and_goes_on_without_its_maker(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
+) -> None:
+    a, b = await two_instances(nursery, tmp_path, postgres_url)
+    try:
+        tag = fake_llm.script("source", [text("remember 42")])
+        cid = (await start(a, fake_llm, f"hello {tag}", title="source"))["id"]
+        await wait_status(a, cid, "finished")
+        # Asked on B, made by A (the source's owner), which claims the fork like any.
+        forked = await b.client.post(f"/api/conversations/{cid}/fork", json={"title": "fork"})
+        assert forked.status_code == 201, forked.text
+        fork_id = forked.json()["id"]
+        assert not (a.settings.conversations_dir / uuid.UUID(fork_id).hex).exists()
+        source_events = await events_of(a, cid)
+        copied = await events_of(b, fork_id)  # from the database, on B
+        assert copied == await events_of(a, fork_id)
+        assert [e["id"] for e in copied[: len(source_events)]] == [e["id"] for e in source_events]
+        assert copied[-1]["value"] == "idle"  # the fork's own status, logged last
+        await a.aclose()  # its maker gone: B loads the fork from the database
+        fake_llm.script("source", [text("still 42")])
+        sent = await b.client.post(f"/conversations/{fork_id}/events", json=message(tag))
+        assert sent.status_code == 200, sent.text
+        finished = await wait_status(b, fork_id, "finished")
+        assert finished["title"] == "fork"
+        # The fork's request carries the source's history: the agent remembers it.
+        await fake_llm.wait_for_request(
+            predicate=lambda request: "remember 42" in str(request.messages)
+        )
+        after = await events_of(b, fork_id)
+        assert after[: len(copied)] == copied
+        assert any("still 42" in json.dumps(e) for e in after[len(copied) :])
     finally:
         await a.aclose()
         await b.aclose()

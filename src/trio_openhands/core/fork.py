@@ -2,8 +2,10 @@
 
 The SDK's own `LocalConversation.fork` copies the events into the fork's folder, in a
 worker thread owned by the source's scope (a delete of the source does not wait for it);
-the supervisor then opens that folder as an ordinary conversation of ours, with a record,
-an event log and scopes of its own, so pause, delete and sockets work on it as on any.
+the store adopts that folder (`adopt_folder`: the files store keeps it where it is, the
+shared store copies it into the database and removes it), and the supervisor opens it as
+an ordinary conversation of ours, claimed like any, with a record, an event log and scopes
+of its own, so pause, delete and sockets work on it as on any, from any instance.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands.core import sdk_bridge
-from trio_openhands.core.errors import ApiError, NotFound
+from trio_openhands.core.errors import NotFound
 from trio_openhands.stores import file_store
 
 if TYPE_CHECKING:
@@ -42,8 +44,6 @@ async def fork(
     worktree: deleting the fork must not remove the source's."""
     sdk = source.sdk
     assert sdk is not None
-    if supervisor.store.shared:  # the SDK's fork writes a folder on disk, not the store
-        raise ApiError(501, "Forking needs the files store: not served with a database yet")
     if from_event_id is not None and source.log.get(from_event_id) is None:
         raise NotFound(f"Unknown from_event_id: {from_event_id}")
     fork_id = fork_id or uuid.uuid4()
@@ -62,22 +62,26 @@ async def fork(
         reset_metrics=reset_metrics,
         from_event_id=from_event_id,
     )
+    folder = file_store.conversation_dir(supervisor.settings.conversations_dir, fork_id.hex)
     copied = False
 
-    async def prepare() -> Any:
+    async def prepare() -> Any:  # once the fork's id is claimed
         nonlocal copied
         copied = True
-        return await source.run_owned(copying)
+        agent = await source.run_owned(copying)
+        await supervisor.store.adopt_folder(fork_id, folder)
+        return agent
 
     try:
         conversation, _ = await supervisor.create_with_agent(
             fork_id, None, stored, title=title, tags=tags, prepare=prepare
         )
     except BaseException:
-        if copied and fork_id not in supervisor.records:  # a half-made fork's folder
-            folder = file_store.conversation_dir(supervisor.settings.conversations_dir, fork_id.hex)
+        if copied and fork_id not in supervisor.records:  # a half-made fork's files
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(file_store.remove_tree, folder)
+                if supervisor.store.holds(fork_id):
+                    await supervisor.store.remove(fork_id)
         raise
     await conversation.set_confirmation_policy(policy)
     if analyzer is not None:

@@ -28,6 +28,7 @@ from trio_openhands.stores import file_store, trajectory
 if TYPE_CHECKING:
     import uuid
     from collections.abc import AsyncIterator, Awaitable, Callable
+    from pathlib import Path
 
     from trio_openhands.core.conversation import ConversationRecord
     from trio_openhands.core.event_log import LoggedEvent
@@ -110,6 +111,11 @@ class ConversationStore(Protocol):
         """Write the record of a claimed conversation (fenced, in the shared store)."""
         ...
 
+    async def adopt_folder(self, conversation_id: uuid.UUID, folder: Path) -> None:
+        """Make the SDK files in `folder` the claimed conversation's, before it is opened:
+        a fork's, which the SDK writes to disk whatever store its source uses."""
+        ...
+
     async def release(self, conversation_id: uuid.UUID) -> None:
         """Give the conversation up (it is unloaded here); a no-op when not held."""
         ...
@@ -166,6 +172,10 @@ class FilesStore:
 
     async def save_record(self, record: ConversationRecord) -> None:
         await file_store.write_meta(self.conversations_dir, record.id.hex, record.to_json())
+
+    async def adopt_folder(self, conversation_id: uuid.UUID, folder: Path) -> None:
+        # The SDK wrote them where this store keeps them.
+        assert folder == file_store.conversation_dir(self.conversations_dir, conversation_id.hex)
 
     async def release(self, conversation_id: uuid.UUID) -> None:
         return None

@@ -32,7 +32,7 @@ import psycopg
 import trio
 
 from trio_openhands.core.errors import ApiError
-from trio_openhands.stores import trajectory
+from trio_openhands.stores import file_store, trajectory
 from trio_openhands.stores.conversation_store import OpenedFiles, OwnedElsewhere
 from trio_openhands.stores.postgres import sdk_files
 from trio_openhands.stores.postgres.catalog import Catalog
@@ -49,6 +49,7 @@ from trio_openhands.stores.postgres.notify import listen
 if TYPE_CHECKING:
     import uuid
     from collections.abc import AsyncIterator, Awaitable, Callable
+    from pathlib import Path
 
     from trio_openhands.core.conversation import ConversationRecord
     from trio_openhands.settings import Settings
@@ -157,6 +158,29 @@ class PostgresStore:
             )
         except LeaseLost:  # taken over before the heartbeat said so: nothing was written
             self._found_lost(fence)
+
+    async def adopt_folder(self, conversation_id: uuid.UUID, folder: Path) -> None:
+        """Copy the folder's files into the conversation's SDK files, in one fenced
+        transaction, then remove the folder: no instance's disk keeps any of it."""
+        fence = self._lease(conversation_id).fence
+
+        def files() -> list[tuple[str, bytes]]:
+            return [
+                (path.relative_to(folder).as_posix(), path.read_bytes())
+                for path in sorted(folder.rglob("*"))
+                if path.is_file() and path.suffix != ".lock"  # LocalFileStore's lock files
+            ]
+
+        found = await trio.to_thread.run_sync(files)
+        try:
+            await trio.to_thread.run_sync(sdk_files.blocking_write_all, self.database, fence, found)
+        except LeaseLost:
+            self._found_lost(fence)
+            raise ApiError(
+                503, f"Conversation {conversation_id} moved to another instance"
+            ) from None
+        await trio.to_thread.run_sync(file_store.remove_tree, folder)
+        log.info("conversation %s: %d SDK files stored", conversation_id.hex, len(found))
 
     async def release(self, conversation_id: uuid.UUID) -> None:
         lease = self.held.pop(conversation_id, None)

@@ -19,7 +19,7 @@ from trio_openhands.stores.postgres import fencing, locks
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterable
 
     from trio_openhands.stores.postgres.database import Database
 
@@ -71,6 +71,20 @@ def blocking_write(database: Database, fence: fencing.Fence, path: str, content:
     with database.connection() as connection:
         if connection.execute(_WRITE, params).rowcount != 1:
             raise fencing.LeaseLost(fence)
+
+
+def blocking_write_all(
+    database: Database, fence: fencing.Fence, files: Iterable[tuple[str, bytes]]
+) -> None:
+    """Write every (path, content) in one transaction: all of them, or none once the fence
+    is stale (`LeaseLost`)."""
+    rows = [
+        {**fence.params(), "path": normalize(path), "content": content} for path, content in files
+    ]
+    with database.connection() as connection, connection.transaction():
+        fencing.blocking_check(connection, fence)
+        with connection.cursor() as cursor:
+            cursor.executemany(_WRITE, rows)
 
 
 def blocking_delete(database: Database, fence: fencing.Fence, path: str) -> int:
