@@ -224,3 +224,14 @@ def test_cli_help() -> None:
         "--allow-open",
     ):
         assert flag in result.stdout
+
+
+def test_urls_are_built_though_their_builders_are_compiled_late(tmp_path: Path) -> None:
+    """web/lazy_rules.py: a rule's URL builder is compiled at its first use, and builds what
+    werkzeug's own would (path variables quoted, unknown values as a query)."""
+    app = create_app(test_settings(tmp_path))
+    urls = app.url_map.bind("localhost")
+    built = urls.build("conversations.get_conversation", {"raw_id": "a b", "x": "1"})
+    assert built == "/conversations/a%20b/?x=1"  # werkzeug picks the rule with the slash
+    assert urls.build("conversations.get_conversation", {"raw_id": "c"}) == "/conversations/c/"
+    assert urls.build("swagger_ui") == "/docs"
