@@ -128,6 +128,9 @@ class Conversation:
         self._run_finished = trio.Event()
         self._run_finished.set()
         self._run_wanted = False
+        # A resume that came while the run task was ending (its settled status already
+        # shown): the next run starts as soon as this one has ended.
+        self._run_again = False
         self._pausing = False  # a pause (not an interrupt) is cancelling the run
         # The log's execution_status, kept as REST shows it (see keep_state_update). Both
         # are read and written under the SDK's state lock, on whichever thread holds it.
@@ -150,7 +153,7 @@ class Conversation:
     @property
     def running(self) -> bool:
         """Whether a run is in progress (waiting for a slot included) and has not settled."""
-        return self._run_phase in ("starting", "running")
+        return self._run_phase in ("starting", "running") or self._run_again
 
     @property
     def status(self) -> str:
@@ -281,7 +284,8 @@ class Conversation:
                     await self._log_state_update("execution_status", sdk_bridge.status_of(sdk))
                 self._run_phase = "none"
                 self._run_scope = None
-                if self._run_wanted:  # asked for once settled: a message must not strand
+                if self._run_wanted or self._run_again:  # asked for once settled
+                    self._run_again = False
                     self.request_run()
                 for listener in list(self.run_end_listeners):
                     listener()
@@ -313,6 +317,7 @@ class Conversation:
         """Abort the step in flight (the SDK records an `InterruptEvent` and `paused`); with
         no run in progress, a pause, as the SDK's `interrupt()` falls back to."""
         assert self.sdk is not None
+        self._run_again = False  # a resume it comes after is overruled
         if self._run_scope is not None:
             self._run_scope.cancel()
             await self._run_finished.wait()
@@ -356,8 +361,15 @@ class Conversation:
         )
 
     def resume(self) -> None:
-        if self._run_scope is None and self.status not in _NOTHING_TO_RESUME:
+        """Start a run unless one is going or there is nothing to do. A run task that is
+        ending already shows its settled status (say `error`) while it stores it: a resume
+        then is not dropped, it starts the next run once the task has ended."""
+        if self.status in _NOTHING_TO_RESUME:
+            return
+        if self._run_scope is None:
             self.request_run()
+        elif self._run_phase == "settled":
+            self._run_again = True
 
     async def wait_run_finished(self) -> None:
         await self._run_finished.wait()
