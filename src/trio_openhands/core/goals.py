@@ -44,6 +44,7 @@ class GoalLoop:
 
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ended: trio.Event = field(default_factory=trio.Event)
+    settled: bool = False  # its final status is being (or has been) logged
 
     async def stop(self) -> None:
         self.scope.cancel()
@@ -70,10 +71,14 @@ def resume(conversation: Conversation) -> None:
     when there is none (never started, or complete or capped)."""
     from openhands.sdk.conversation.goal import GoalController
 
-    _refuse_when_busy(conversation)
+    # A loop that is logging its end (`settled`) may still be finishing its task: what it
+    # logged decides, so a client that read `complete` gets the 400, not a 409 for a moment.
+    if conversation.goal is not None and not conversation.goal.settled:
+        raise Conflict(BUSY)
     last = last_status(conversation)
     if last is None or last.get("status") in ("complete", "capped"):
         raise ApiError(400, "No goal to resume: none was started, or the last one has ended")
+    _refuse_when_busy(conversation)
     assert conversation.sdk is not None
     try:
         controller = GoalController(
@@ -209,6 +214,8 @@ async def _log_status(
 ) -> None:
     from openhands.sdk.conversation.goal import GoalStatus
 
+    if not active and conversation.goal is not None:
+        conversation.goal.settled = True
     try:
         value = GoalStatus(
             active=active,
