@@ -186,6 +186,7 @@ class CommandService:
                     _signal_group(group, signal.SIGKILL)
                     with trio.move_on_after(STOP_GRACE_SECONDS):
                         await process.wait()
+                        await _group_gone(group)
                 for stream in (process.stdout, process.stderr):
                     if stream is not None:
                         await stream.aclose()
@@ -222,6 +223,17 @@ async def _end_group(group: int, process: trio.Process, *, gentle: bool) -> None
             await process.wait()
     _signal_group(group, signal.SIGKILL)
     await process.wait()
+    with trio.move_on_after(STOP_GRACE_SECONDS):
+        await _group_gone(group)
+
+
+async def _group_gone(group: int) -> None:
+    """Return once no process is left in the group. SIGKILL takes effect asynchronously,
+    and what the shell left behind is not our child (there is nothing to wait on): without
+    this, a delete or a shutdown could return while such a process is still dying. The
+    caller bounds it (a zombie whose new parent never reaps it stays a member)."""
+    while _group_alive(group):  # noqa: ASYNC110 (the kernel has no event for a group)
+        await trio.sleep(0.005)
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:
