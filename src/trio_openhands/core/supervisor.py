@@ -228,10 +228,12 @@ class Supervisor:
         """The loaded conversation, loading it from disk on first use; NotFound if unknown
         or being deleted."""
         if (loaded := self.loaded.get(conversation_id)) is not None and not loaded.deleted:
-            if not loaded.unloading:
+            if not loaded.unloading and not loaded.lost:
                 loaded.touch()
                 return loaded
-            await loaded.closed.wait()  # being unloaded: load it again once it is closed
+            # Being unloaded, or stopping here because another instance took it over (no
+            # command of ours may reach it then): load or claim it again once it is closed.
+            await loaded.closed.wait()
         record = await self.records.find(conversation_id)
         if record is None:
             raise NotFound(f"Conversation not found: {conversation_id}")
