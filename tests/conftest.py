@@ -147,18 +147,47 @@ def test_settings(tmp_path: Path, **changes: Any) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
+def test_stores() -> list[str]:
+    """The stores the `server` fixture runs over: `OPENHANDS_TEST_STORES` (comma-separated),
+    by default both; `make test-postgres` sets `postgres` alone."""
+    chosen = os.environ.get("OPENHANDS_TEST_STORES", "files,postgres")
+    stores = [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = set(stores) - {"files", "postgres"}
+    if unknown or not stores:
+        raise pytest.UsageError(f"OPENHANDS_TEST_STORES: unknown store(s) {sorted(unknown)}")
+    return stores
+
+
+test_stores.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+# A test of what never reaches the store (request parsing, HTTP, CORS, the workspace's own
+# files and processes) runs over the first store alone: twice would only spend the budget.
+STORE_INDEPENDENT = pytest.mark.store_independent
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test using `server` runs once per store (see `test_stores`), unless it chooses
+    its own stores (`parametrize("server_settings", ...)`) or is `STORE_INDEPENDENT`."""
+    if "server_settings" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        if "server_settings" in str(marker.args[0]).replace(" ", "").split(","):
+            return
+    stores = test_stores()
+    if metafunc.definition.get_closest_marker("store_independent") is not None:
+        stores = stores[:1]
+    metafunc.parametrize("server_settings", stores, indirect=True)
+
+
 @pytest.fixture
 def server_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """The `server` fixture's settings: the files store, or (parametrized "postgres", see
-    `BOTH_STORES`) a shared database of the test's own."""
+    """The `server` fixture's settings: the files store, or a shared database of the test's
+    own ("postgres")."""
     if getattr(request, "param", "files") == "postgres":
         url = request.getfixturevalue("postgres_url")
         return test_settings(tmp_path, database_url=url, port=free_port(), lease_seconds=3.0)
     return test_settings(tmp_path)
-
-
-# A test marked so runs once with each store: `server` over files, then over PostgreSQL.
-BOTH_STORES = pytest.mark.parametrize("server_settings", ["files", "postgres"], indirect=True)
 
 
 @pytest.fixture

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
     from trio_openhands.testing.fake_llm import FakeLLM
 
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
+
 JSON = {"Content-Type": "application/json"}
 LONE_SURROGATE = '"\\ud800"'  # JSON text for a string no UTF-8 encoder can write
 UUID_TEXT = "12345678-1234-5678-1234-567812345678"

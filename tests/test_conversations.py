@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from tests import stored
-from tests.conftest import BOTH_STORES, LiveServer, llm_settings, wait_for_event, wait_status
+from tests.conftest import LiveServer, llm_settings, wait_for_event, wait_status
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 
@@ -34,7 +34,6 @@ async def events_of(server: LiveServer, conversation_id: str) -> list[dict[str, 
     return response.json()["items"]
 
 
-@BOTH_STORES
 async def test_text_reply_runs_to_finished(server: LiveServer, fake_llm: FakeLLM) -> None:
     tag = fake_llm.script("hello", [text("Hi there!")])
     info = await start(server, fake_llm, f"say hi {tag}")
@@ -101,7 +100,6 @@ async def test_a_new_message_supersedes_an_action_waiting_for_approval(
     assert not (server.settings.workspace_dir / "sneaky.txt").exists()
 
 
-@BOTH_STORES
 async def test_pause_aborts_the_llm_call_in_flight(server: LiveServer, fake_llm: FakeLLM) -> None:
     tag = fake_llm.script(
         "slow", [tool_call("terminal", {"command": "touch ran.txt"}, delay=3), finish()]
@@ -125,7 +123,6 @@ async def test_pause_aborts_the_llm_call_in_flight(server: LiveServer, fake_llm:
     assert again.json()["status"] == "paused"
 
 
-@BOTH_STORES
 async def test_resume_after_pause_runs_to_finished(server: LiveServer, fake_llm: FakeLLM) -> None:
     tag = fake_llm.script("resume", [text("first", delay=3)])
     info = await start(server, fake_llm, f"hello {tag}")

@@ -7,10 +7,15 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.test_openapi import keyed_server
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
+
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
 
 
 __all__ = ["keyed_server"]  # the spec test's fixture

@@ -14,6 +14,9 @@ from tests.conftest import LiveServer, start_server, test_settings
 if TYPE_CHECKING:
     from pathlib import Path
 
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
+
 # The request line and headers of each path that answers before reading the body.
 EARLY_ANSWERS = {
     404: "POST /no/such/route",

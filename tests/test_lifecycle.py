@@ -12,7 +12,6 @@ import trio
 
 from tests import stored
 from tests.conftest import (
-    BOTH_STORES,
     LiveServer,
     free_port,
     llm_settings,
@@ -55,7 +54,6 @@ async def test_unreachable_llm_ends_in_error(server: LiveServer, fake_llm: FakeL
     assert any(e["kind"] == "ConversationErrorEvent" for e in await events_of(server, info["id"]))
 
 
-@BOTH_STORES
 async def test_restart_keeps_status_events_and_the_key(
     nursery: trio.Nursery, server_settings: Settings, fake_llm: FakeLLM
 ) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from tests import stored
+from tests.conftest import STORE_INDEPENDENT
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
@@ -64,6 +65,7 @@ async def test_named_mcp_servers_in_the_settings(server: LiveServer) -> None:
     assert (await client.post(url.format("%20"), json=STDIO)).status_code == 422
 
 
+@STORE_INDEPENDENT
 async def test_a_candidate_server_is_tried(server: LiveServer) -> None:
     client = server.client
     body = {

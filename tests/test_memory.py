@@ -12,6 +12,7 @@ import gc
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from quart.wrappers import Request
 
 from tests.conftest import LiveServer, llm_settings, wait_status
@@ -22,6 +23,9 @@ from trio_openhands.web.seed.events import MAX_PAGE_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
 
 MB = 1_000_000
 

@@ -16,7 +16,14 @@ import pytest
 import trio
 from jsonschema import Draft202012Validator
 
-from tests.conftest import LiveServer, llm_settings, start_server, test_settings, wait_status
+from tests.conftest import (
+    STORE_INDEPENDENT,
+    LiveServer,
+    llm_settings,
+    start_server,
+    test_settings,
+    wait_status,
+)
 from tests.controls_spec import reach_control_operations
 from tests.extras_spec import PATH_IDS, reach_extras_operations
 from tests.settings_spec import reach_settings_operations
@@ -92,6 +99,7 @@ def text_message(words: str, **extra: Any) -> dict[str, Any]:
     return {"role": "user", "content": [{"type": "text", "text": words}], **extra}
 
 
+@STORE_INDEPENDENT
 async def test_spec_declares_every_answer_of_every_operation(server: LiveServer) -> None:
     spec = await spec_of(server)
     ids = [op["operationId"] for item in spec["paths"].values() for op in item.values()]

@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.test_skills import home, write_skill
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.conftest import LiveServer
+
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
 
 __all__ = ["home"]  # the fixture, shared with the skills tests
 

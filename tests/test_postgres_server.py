@@ -13,7 +13,6 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from tests.conftest import (
-    BOTH_STORES,
     LiveServer,
     free_port,
     llm_settings,
@@ -73,8 +72,6 @@ async def test_every_logged_event_is_in_the_events_table_in_order(
     )
     assert sent.status_code == 200
     logged = await events_of(server, info["id"])
-    forked = await server.client.post(f"/api/conversations/{info['id']}/fork", json={})
-    assert forked.status_code == 501, forked.text  # not with a database yet, and says so
     with trio.fail_after(10):
         async with open_database(url) as database:
             stored = await EventStore(database).after(uuid.UUID(info["id"]))
@@ -132,7 +129,6 @@ async def test_a_shared_database_needs_the_shared_secret(tmp_path: Path, postgre
     assert raised.group_contains(RuntimeError, match="OH_SECRET_KEY", depth=None)
 
 
-@BOTH_STORES
 async def test_listing_shows_what_was_created(server: LiveServer, fake_llm: FakeLLM) -> None:
     body = {"llm": llm_settings(fake_llm), "title": "listed"}
     created = [(await server.client.post("/conversations", json=body)).json() for _ in range(3)]

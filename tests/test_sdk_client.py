@@ -35,7 +35,7 @@ from openhands.sdk.security.confirmation_policy import AlwaysConfirm
 from pydantic import SecretStr
 
 from tests import stored
-from tests.conftest import LiveServer, free_port, start_server, test_settings
+from tests.conftest import LiveServer, free_port, start_server, test_settings, test_stores
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -208,12 +208,16 @@ async def first_of(*waits: Callable[[], Any]) -> None:
 
 
 # The official clients against both stores without doubling the time: an open server over
-# the files store, and a keyed one over PostgreSQL (the key and the store are independent).
-OPEN_FILES = (None, "files")
-KEYED_POSTGRES = (KEY, "postgres")
+# the files store, and a keyed one over PostgreSQL (the key and the store are independent);
+# with one store chosen (`make test-postgres`), open and keyed over that one.
+OPEN_FIRST_STORE = (None, test_stores()[0])
+_SDK_SERVERS = [OPEN_FIRST_STORE, (KEY, test_stores()[-1])]
 
 
-@pytest.fixture(params=[OPEN_FILES, KEYED_POSTGRES], ids=["open-files", "session-key-postgres"])
+@pytest.fixture(
+    params=_SDK_SERVERS,
+    ids=[f"{'open' if key is None else 'session-key'}-{store}" for key, store in _SDK_SERVERS],
+)
 async def sdk(
     request: pytest.FixtureRequest, nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
 ) -> AsyncIterator[SdkSession]:

@@ -22,7 +22,7 @@ from openhands.sdk.marketplace import MarketplaceRegistration
 from tests.test_create_fields import stored_key
 from tests.test_plugins import write_plugin
 from tests.test_sdk_client import (
-    OPEN_FILES,
+    OPEN_FIRST_STORE,
     Client,
     Frames,
     SdkSession,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["sdk"]  # the SDK client test's fixture
 
-OPEN = pytest.mark.parametrize("sdk", [OPEN_FILES], ids=["open-files"], indirect=True)
+OPEN = pytest.mark.parametrize("sdk", [OPEN_FIRST_STORE], ids=["open"], indirect=True)
 
 
 async def event_ids(session: SdkSession, conversation_id: str) -> list[str]:

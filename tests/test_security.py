@@ -19,6 +19,9 @@ from trio_openhands.web.security import host_is_allowed
 if TYPE_CHECKING:
     from pathlib import Path
 
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
+
 
 async def raw_exchange(server: LiveServer, request: bytes) -> bytes:
     """Send raw bytes (headers no client library would send) and read the first answer."""

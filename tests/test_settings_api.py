@@ -12,7 +12,7 @@ from openhands.sdk.utils.cipher import Cipher
 from openhands.sdk.workspace import RemoteWorkspace
 
 from tests import stored
-from tests.conftest import BOTH_STORES, LiveServer, llm_settings, start_server, test_settings
+from tests.conftest import LiveServer, llm_settings, start_server, test_settings
 from trio_openhands.testing.fake_llm import FakeLLM
 
 if TYPE_CHECKING:
@@ -131,7 +131,6 @@ async def test_settings_and_secrets_survive_a_restart(
     assert SECRET not in text
 
 
-@BOTH_STORES
 async def test_concurrent_patches_never_lose_one(server: LiveServer) -> None:
     async def set_one(index: int) -> None:
         await patch(server, {"misc_settings_diff": {f"k{index}": index}})
@@ -142,7 +141,6 @@ async def test_concurrent_patches_never_lose_one(server: LiveServer) -> None:
     assert (await settings(server))["misc_settings"] == {f"k{i}": i for i in range(20)}
 
 
-@BOTH_STORES
 async def test_secrets_are_listed_without_values_and_kept_encrypted(server: LiveServer) -> None:
     client = server.client
     body = {"name": "GITHUB_TOKEN", "value": SECRET, "description": "for git"}

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
     from tests.conftest import LiveServer
 
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
+
 
 def write_skill(directory: Path, name: str, body: str, description: str = "") -> Path:
     """An AgentSkills skill: `directory/name/SKILL.md`."""

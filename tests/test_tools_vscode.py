@@ -6,8 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
+
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
 
 
 async def test_tools_are_the_registered_ones(server: LiveServer) -> None:

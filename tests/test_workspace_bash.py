@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 from openhands.sdk import Workspace
 from openhands.sdk.workspace import RemoteWorkspace
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection
 
     from trio_openhands.testing.fake_llm import FakeLLM
+
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
 
 
 async def call[T](function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -17,7 +17,7 @@ import pytest
 import trio
 from openhands.sdk.workspace import RemoteWorkspace
 
-from tests.conftest import BOTH_STORES, LiveServer, llm_settings, start_server, test_settings
+from tests.conftest import STORE_INDEPENDENT, LiveServer, llm_settings, start_server, test_settings
 from trio_openhands.testing.fake_llm import FakeLLM
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def detail_loc(response: httpx.Response) -> list[Any]:
 # -- through the official client ------------------------------------------------------------
 
 
+@STORE_INDEPENDENT
 async def test_remote_workspace_round_trips_text_binary_and_10_mb(
     server: LiveServer, tmp_path: Path
 ) -> None:
@@ -91,6 +92,7 @@ async def test_remote_workspace_round_trips_text_binary_and_10_mb(
     assert sorted(p.name for p in target.parent.iterdir()) == ["text.txt"]
 
 
+@STORE_INDEPENDENT
 async def test_remote_workspace_download_of_a_missing_file_is_a_404(
     server: LiveServer, tmp_path: Path
 ) -> None:
@@ -125,6 +127,7 @@ async def test_remote_workspace_with_a_runtime_conversation_uses_the_scoped_rout
 # -- upload and download over HTTP ----------------------------------------------------------
 
 
+@STORE_INDEPENDENT
 async def test_upload_and_download_refuse_bad_paths_and_bodies(
     server: LiveServer, tmp_path: Path
 ) -> None:
@@ -183,6 +186,7 @@ async def small_upload_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIte
         await live.aclose()
 
 
+@STORE_INDEPENDENT
 async def test_an_upload_over_the_limit_is_a_413_and_leaves_the_old_file(
     small_upload_server: LiveServer, tmp_path: Path
 ) -> None:
@@ -216,6 +220,7 @@ async def test_an_upload_over_the_limit_is_a_413_and_leaves_the_old_file(
     assert files == ["kept.txt"]
 
 
+@STORE_INDEPENDENT
 async def test_an_upload_that_stops_arriving_is_a_408(
     small_upload_server: LiveServer, tmp_path: Path
 ) -> None:
@@ -241,6 +246,7 @@ async def test_an_upload_that_stops_arriving_is_a_408(
     assert not list(await trio.Path(tmp_path).glob(".slow.bin.*"))  # its temporary file gone
 
 
+@STORE_INDEPENDENT
 async def test_a_large_upload_is_streamed_past_the_json_body_limit(
     server: LiveServer, tmp_path: Path
 ) -> None:
@@ -261,6 +267,7 @@ async def test_a_large_upload_is_streamed_past_the_json_body_limit(
     assert huge.status_code == 413
 
 
+@STORE_INDEPENDENT
 async def test_other_routes_still_refuse_multipart(server: LiveServer) -> None:
     answer = await server.client.post("/api/conversations", files={"file": b"{}"})
     assert answer.status_code == 415
@@ -271,6 +278,7 @@ async def test_other_routes_still_refuse_multipart(server: LiveServer) -> None:
 # -- directories ------------------------------------------------------------------------------
 
 
+@STORE_INDEPENDENT
 async def test_create_directory_home_and_search_subdirs(server: LiveServer, tmp_path: Path) -> None:
     client = server.client
     made = tmp_path / "a" / "b"
@@ -328,6 +336,7 @@ async def git(cwd: Path, *args: str) -> str:
     return result.stdout.decode().strip()
 
 
+@STORE_INDEPENDENT
 async def test_archive_as_tarball_and_as_git_patch(server: LiveServer, tmp_path: Path) -> None:
     project = tmp_path / "project-x"
     (project / "src").mkdir(parents=True)
@@ -394,7 +403,6 @@ async def test_archive_as_tarball_and_as_git_patch(server: LiveServer, tmp_path:
         assert answer.status_code == status, (params, answer.text)
 
 
-@BOTH_STORES
 async def test_trajectory_zip_holds_the_stored_conversation_without_secrets(
     server: LiveServer, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
@@ -419,7 +427,6 @@ async def test_trajectory_zip_holds_the_stored_conversation_without_secrets(
     ]
 
 
-@BOTH_STORES
 async def test_scoped_file_routes_default_to_the_working_directory(
     server: LiveServer, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:

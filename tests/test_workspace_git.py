@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
     from trio_openhands.testing.fake_llm import FakeLLM
 
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
+
 
 async def git(cwd: Path, *args: str) -> str:
     result = await trio.run_process(

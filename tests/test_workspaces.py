@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 
 from tests.conftest import start_server, test_settings
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.conftest import LiveServer
+
+# What these tests check never reaches the conversation store: once, not per store.
+pytestmark = pytest.mark.store_independent
 
 
 def item(path: str, **extra: str) -> dict[str, str]:
