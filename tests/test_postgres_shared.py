@@ -4,6 +4,8 @@ instance that does not own the conversation, the profiles, a fork."""
 from __future__ import annotations
 
 import json
+import os
+import tracemalloc
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,7 @@ from trio_websocket import open_websocket_url
 from tests.conftest import llm_settings, wait_status
 from tests.test_conversations import events_of, message, start
 from tests.test_postgres_server import two_instances
+from tests.test_workspace_files import start_api_conversation
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
 if TYPE_CHECKING:
@@ -168,3 +171,37 @@ async def test_a_fork_lives_in_the_database_and_goes_on_without_its_maker(
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_big_files_stream_through_a_non_owner(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
+) -> None:
+    """A conversation's file routes asked of B go to its owner A; the bodies stream through
+    B both ways (B holds a few chunks at a time, not the file), and arrive whole."""
+    a, b = await two_instances(nursery, tmp_path, postgres_url)
+    root = tmp_path / "work"
+    conversation_id = await start_api_conversation(a, fake_llm, root)
+    scoped = f"/api/conversations/{conversation_id}/file"
+    content = os.urandom(24 * 1024 * 1024)  # beyond one request's 16 MiB limit for JSON
+
+    uploaded = await b.client.post(
+        f"{scoped}/upload", params={"path": "big.bin"}, files={"file": content}
+    )
+    assert uploaded.json() == {"success": True, "file_size": len(content)}, uploaded.text
+    assert (root / "big.bin").read_bytes() == content
+
+    tracemalloc.start()
+    try:
+        received = bytearray()
+        async with b.client.stream("GET", f"{scoped}/download", params={"path": "big.bin"}) as got:
+            assert got.status_code == 200
+            assert got.headers["content-length"] == str(len(content))
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            async for chunk in got.aiter_raw():
+                received += chunk
+        peak = tracemalloc.get_traced_memory()[1] - base - len(received)
+    finally:
+        tracemalloc.stop()
+    assert bytes(received) == content
+    assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.1f} MiB held while forwarding 24 MiB"

@@ -24,15 +24,18 @@ import logging
 from typing import TYPE_CHECKING
 
 import httpx
-from quart import Response, request
+from quart import Response, current_app, request
 
 from trio_openhands.core.validation import strict_uuid
 from trio_openhands.stores.postgres.fencing import LeaseLost
 from trio_openhands.web import stored_events
 from trio_openhands.web.json_errors import json_error
 from trio_openhands.web.security import API_KEY_HEADER
+from trio_openhands.web.streamed_body import StreamableBody
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from trio_openhands.stores.postgres.conversation_store import PostgresStore
     from trio_openhands.web.app import OpenHandsApp
 
@@ -103,27 +106,60 @@ def install_forwarding(app: OpenHandsApp) -> None:
 
 
 async def forward(client: httpx.AsyncClient, address: str, instance_id: str) -> Response:
-    """The current request, answered by the instance at `address`."""
+    """The current request, answered by the instance at `address`. Both bodies stream
+    (an upload or a download of any size goes through in chunks, not held in memory)."""
     headers = {name: value for name in _REQUEST_HEADERS if (value := request.headers.get(name))}
     headers[FORWARDED_HEADER] = instance_id
-    body = await request.get_data()
+    if (length := request.headers.get("Content-Length")) is not None:
+        headers["Content-Length"] = length  # so the owner applies its own size limits
     url = address.rstrip("/") + request.path
+    outgoing = client.build_request(
+        request.method,
+        url,
+        params=list(request.args.items(multi=True)),
+        content=_request_body() if _has_body() else b"",
+        headers=headers,
+    )
     try:
-        answer = await client.request(
-            request.method,
-            url,
-            params=list(request.args.items(multi=True)),
-            content=body if isinstance(body, bytes) else body.encode(),
-            headers=headers,
-        )
+        answer = await client.send(outgoing, stream=True)
     except httpx.HTTPError as error:
         log.warning(
             "forwarding %s %s to %s failed: %s", request.method, request.path, address, error
         )
         return json_error(503, "The instance running this conversation did not answer; retry")
     log.info("forwarded %s %s to %s: %d", request.method, request.path, address, answer.status_code)
-    response = Response(answer.content, status=answer.status_code)
+    response = Response(_answer_body(answer), status=answer.status_code)
     for name in _RESPONSE_HEADERS:
         if (value := answer.headers.get(name)) is not None:
             response.headers[name] = value
+    if (length := answer.headers.get("Content-Length")) is not None:
+        response.headers["Content-Length"] = length
     return response
+
+
+def _has_body() -> bool:
+    return "Content-Length" in request.headers or "Transfer-Encoding" in request.headers
+
+
+async def _request_body() -> AsyncIterator[bytes]:
+    """The client's body as it arrives, at most HIGH_WATER bytes of it held here; the
+    owner's route applies its own size limit (this instance's 16 MiB does not)."""
+    body = request.body
+    if not isinstance(body, StreamableBody):  # the app's request class makes one
+        whole = await request.get_data(as_text=False)
+        yield whole if isinstance(whole, bytes) else whole.encode()
+        return
+    body.stream()
+    idle_seconds = current_app.config["BODY_TIMEOUT"]
+    while (chunk := await body.next_chunk(idle_seconds)) is not None:
+        yield chunk
+
+
+async def _answer_body(answer: httpx.Response) -> AsyncIterator[bytes]:
+    """The owner's body as it arrives; its connection goes back to the pool at the end,
+    or when the client here goes away (the generator is closed)."""
+    try:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    finally:
+        await answer.aclose()
