@@ -4,6 +4,7 @@ reached through litellm, real tools."""
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 import trio
@@ -148,7 +149,9 @@ async def test_delete_during_a_run_leaves_nothing_behind(
     server: LiveServer, fake_llm: FakeLLM
 ) -> None:
     threads_before = {t.name for t in threading.enumerate()}
-    tag = fake_llm.script("busy", [tool_call("terminal", {"command": "sleep 30"}), finish()])
+    # A duration of its own: other tests' `sleep`s (a kill -9 test's orphan) may be running.
+    sleeper = f"sleep {30 + uuid.uuid4().int % 1000 / 1000:.3f}"
+    tag = fake_llm.script("busy", [tool_call("terminal", {"command": sleeper}), finish()])
     info = await start(server, fake_llm, f"busy {tag}", tools=[{"name": "terminal"}])
     await wait_status(server, info["id"], "running")
     assert await trio.to_thread.run_sync(stored.conversation_bytes, server.settings, info["id"])
@@ -168,7 +171,7 @@ async def test_delete_during_a_run_leaves_nothing_behind(
         t for t in threads_before
     } | {t.name for t in threading.enumerate() if not t.name.startswith("conversation-")}
     ps = await trio.run_process(["ps", "-eo", "args"], capture_stdout=True)
-    assert b"sleep 30" not in ps.stdout
+    assert sleeper.encode() not in ps.stdout
 
 
 async def test_unknown_and_malformed_ids(server: LiveServer) -> None:
