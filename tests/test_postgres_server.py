@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -27,6 +28,7 @@ from trio_openhands.stores.postgres.events import EventStore
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 POSTGRES = pytest.mark.parametrize("server_settings", ["postgres"], indirect=True)
@@ -138,17 +140,23 @@ async def test_listing_shows_what_was_created(server: LiveServer, fake_llm: Fake
     assert count.json() == 3
 
 
+@asynccontextmanager
 async def two_instances(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str
-) -> tuple[LiveServer, LiveServer]:
-    """Two servers in this process over one database, each with its own directories."""
-    servers = []
-    for name in ("a", "b"):
-        settings = test_settings(
-            tmp_path / name, database_url=postgres_url, port=free_port(), lease_seconds=3.0
-        )
-        servers.append(await start_server(nursery, settings))
-    return servers[0], servers[1]
+) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
+    """Two servers in this process over one database, each with its own directories, shut
+    down when the block ends (a test may stop one earlier: `aclose` again is a no-op)."""
+    servers: list[LiveServer] = []
+    try:
+        for name in ("a", "b"):
+            settings = test_settings(
+                tmp_path / name, database_url=postgres_url, port=free_port(), lease_seconds=3.0
+            )
+            servers.append(await start_server(nursery, settings))
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            await server.aclose()
 
 
 class Frames:
@@ -176,8 +184,7 @@ class Frames:
 async def test_any_instance_serves_a_conversation_another_runs(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
 ) -> None:
-    a, b = await two_instances(nursery, tmp_path, postgres_url)
-    try:
+    async with two_instances(nursery, tmp_path, postgres_url) as (a, b):
         tag = fake_llm.script("shared", [text("one")])
         info = await start(a, fake_llm, f"hello {tag}")
         cid = info["id"]
@@ -250,16 +257,12 @@ async def test_any_instance_serves_a_conversation_another_runs(
         assert on_a_frames.items == logged
         assert (await a.client.get(f"/conversations/{cid}")).status_code == 404
         assert (await b.client.get(f"/conversations/{cid}")).status_code == 404
-    finally:
-        await a.aclose()
-        await b.aclose()
 
 
 async def test_a_stopped_owners_conversation_is_served_by_another_instance(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
 ) -> None:
-    a, b = await two_instances(nursery, tmp_path, postgres_url)
-    try:
+    async with two_instances(nursery, tmp_path, postgres_url) as (a, b):
         tag = fake_llm.script("moved", [text("on a")])
         info = await start(a, fake_llm, f"hello {tag}")
         await wait_status(a, info["id"], "finished")
@@ -279,15 +282,12 @@ async def test_a_stopped_owners_conversation_is_served_by_another_instance(
         assert after[: len(before)] == before
         assert after[-1]["kind"] == "ConversationStateUpdateEvent"
         assert any("on b" in json.dumps(e) for e in after[len(before) :])
-    finally:
-        await b.aclose()
 
 
 async def test_settings_and_secrets_are_the_same_on_every_instance(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str
 ) -> None:
-    a, b = await two_instances(nursery, tmp_path, postgres_url)
-    try:
+    async with two_instances(nursery, tmp_path, postgres_url) as (a, b):
         changed = await a.client.patch("/api/settings", json={"misc_settings_diff": {"k": 1}})
         assert changed.status_code == 200, changed.text
         secret = {"name": "GITHUB_TOKEN", "value": "ghp-shared-value", "description": "git"}
@@ -299,6 +299,3 @@ async def test_settings_and_secrets_are_the_same_on_every_instance(
             row = connection.execute("SELECT content FROM blobs WHERE name = 'settings.json'")
             stored = bytes(row.fetchone()[0])  # type: ignore[index]
         assert b"ghp-shared-value" not in stored  # encrypted with the server secret
-    finally:
-        await a.aclose()
-        await b.aclose()

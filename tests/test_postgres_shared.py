@@ -51,8 +51,7 @@ async def answers_to_bad_frames(socket: WebSocketConnection) -> list[dict[str, A
 async def test_a_socket_on_a_non_owner_answers_as_the_owners_socket_does(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
 ) -> None:
-    a, b = await two_instances(nursery, tmp_path, postgres_url)
-    try:
+    async with two_instances(nursery, tmp_path, postgres_url) as (a, b):
         tag = fake_llm.script("answered", [text("done")])
         cid = (await start(a, fake_llm, f"hello {tag}", title="no autotitle"))["id"]
         await wait_status(a, cid, "finished")
@@ -73,16 +72,12 @@ async def test_a_socket_on_a_non_owner_answers_as_the_owners_socket_does(
                 seed_answer = json.loads(await seed_on_a.get_message())
                 assert (seed_answer["type"], seed_answer["code"]) == ("error", 422)
                 assert json.loads(await seed_on_b.get_message()) == seed_answer
-    finally:
-        await a.aclose()
-        await b.aclose()
 
 
 async def test_profiles_saved_on_one_instance_are_used_on_another(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
 ) -> None:
-    a, b = await two_instances(nursery, tmp_path, postgres_url)
-    try:
+    async with two_instances(nursery, tmp_path, postgres_url) as (a, b):
         profile_llm = llm_settings(fake_llm, model="openai/fake-shared", api_key=KEY)
         saved = await a.client.post("/api/profiles/shared", json={"llm": profile_llm})
         assert saved.status_code == 201, saved.text
@@ -132,16 +127,12 @@ async def test_profiles_saved_on_one_instance_are_used_on_another(
         request = await fake_llm.wait_for_request(script="profiled", step=0)
         assert request.model == "fake-shared"
         await wait_status(b, cid, "finished")
-    finally:
-        await a.aclose()
-        await b.aclose()
 
 
 async def test_a_fork_lives_in_the_database_and_goes_on_without_its_maker(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
 ) -> None:
-    a, b = await two_instances(nursery, tmp_path, postgres_url)
-    try:
+    async with two_instances(nursery, tmp_path, postgres_url) as (a, b):
         tag = fake_llm.script("source", [text("remember 42")])
         cid = (await start(a, fake_llm, f"hello {tag}", title="source"))["id"]
         await wait_status(a, cid, "finished")
@@ -168,9 +159,6 @@ async def test_a_fork_lives_in_the_database_and_goes_on_without_its_maker(
         after = await events_of(b, fork_id)
         assert after[: len(copied)] == copied
         assert any("still 42" in json.dumps(e) for e in after[len(copied) :])
-    finally:
-        await a.aclose()
-        await b.aclose()
 
 
 async def test_big_files_stream_through_a_non_owner(
@@ -178,30 +166,32 @@ async def test_big_files_stream_through_a_non_owner(
 ) -> None:
     """A conversation's file routes asked of B go to its owner A; the bodies stream through
     B both ways (B holds a few chunks at a time, not the file), and arrive whole."""
-    a, b = await two_instances(nursery, tmp_path, postgres_url)
-    root = tmp_path / "work"
-    conversation_id = await start_api_conversation(a, fake_llm, root)
-    scoped = f"/api/conversations/{conversation_id}/file"
-    content = os.urandom(24 * 1024 * 1024)  # beyond one request's 16 MiB limit for JSON
+    async with two_instances(nursery, tmp_path, postgres_url) as (a, b):
+        root = tmp_path / "work"
+        conversation_id = await start_api_conversation(a, fake_llm, root)
+        scoped = f"/api/conversations/{conversation_id}/file"
+        content = os.urandom(24 * 1024 * 1024)  # beyond one request's 16 MiB limit for JSON
 
-    uploaded = await b.client.post(
-        f"{scoped}/upload", params={"path": "big.bin"}, files={"file": content}
-    )
-    assert uploaded.json() == {"success": True, "file_size": len(content)}, uploaded.text
-    assert (root / "big.bin").read_bytes() == content
+        uploaded = await b.client.post(
+            f"{scoped}/upload", params={"path": "big.bin"}, files={"file": content}
+        )
+        assert uploaded.json() == {"success": True, "file_size": len(content)}, uploaded.text
+        assert (root / "big.bin").read_bytes() == content
 
-    tracemalloc.start()
-    try:
-        received = bytearray()
-        async with b.client.stream("GET", f"{scoped}/download", params={"path": "big.bin"}) as got:
-            assert got.status_code == 200
-            assert got.headers["content-length"] == str(len(content))
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            async for chunk in got.aiter_raw():
-                received += chunk
-        peak = tracemalloc.get_traced_memory()[1] - base - len(received)
-    finally:
-        tracemalloc.stop()
-    assert bytes(received) == content
-    assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.1f} MiB held while forwarding 24 MiB"
+        tracemalloc.start()
+        try:
+            received = bytearray()
+            async with b.client.stream(
+                "GET", f"{scoped}/download", params={"path": "big.bin"}
+            ) as got:
+                assert got.status_code == 200
+                assert got.headers["content-length"] == str(len(content))
+                tracemalloc.reset_peak()
+                base = tracemalloc.get_traced_memory()[0]
+                async for chunk in got.aiter_raw():
+                    received += chunk
+            peak = tracemalloc.get_traced_memory()[1] - base - len(received)
+        finally:
+            tracemalloc.stop()
+        assert bytes(received) == content
+        assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.1f} MiB held while forwarding 24 MiB"
