@@ -34,8 +34,7 @@ def write_folder_zip(conversation_dir: Path, out: IO[bytes]) -> bool:
         except FileNotFoundError:
             return False
         for path in sorted(_walk(conversation_dir)):
-            relative = path.relative_to(conversation_dir)
-            if relative.parts[0] == "acp" or path.suffix == ".tmp" or path.is_symlink():
+            if _left_out(PurePosixPath(path.relative_to(conversation_dir))) or path.is_symlink():
                 continue
             arcname = str(path.relative_to(conversation_dir.parent))
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -49,20 +48,25 @@ def write_folder_zip(conversation_dir: Path, out: IO[bytes]) -> bool:
 
 
 def write_entries_zip(top: str, entries: Iterable[tuple[str, bytes]], out: IO[bytes]) -> None:
-    """`entries` (a relative POSIX path and its bytes each, in path order) as a ZIP under
-    `top/`, with an entry for each directory as the folder's ZIP has."""
+    """`entries` (a relative POSIX path and its bytes each) as a ZIP under `top/`, with an
+    entry for each directory as the folder's ZIP has."""
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(f"{top}/", b"")
         directories: set[PurePosixPath] = set()
         for name, data in entries:
             path = PurePosixPath(name)
-            if path.parts[0] == "acp" or path.suffix == ".tmp":
+            if _left_out(path):
                 continue
             for parent in reversed(path.parents[:-1]):
                 if parent not in directories:
                     directories.add(parent)
                     archive.writestr(f"{top}/{parent}/", b"")
             archive.writestr(f"{top}/{path}", _redacted(path.name, data))
+
+
+def _left_out(relative: PurePosixPath) -> bool:
+    """Not part of the trajectory: the ACP agent's own files, and files being written."""
+    return relative.parts[0] == "acp" or relative.suffix == ".tmp"
 
 
 def _redacted(name: str, data: bytes) -> bytes:

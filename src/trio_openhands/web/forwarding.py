@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "X-OpenHands-Forwarded"
 # Headers of the request that go along to the owner, and of its answer that come back.
-_REQUEST_HEADERS = ("Content-Type", "Accept", API_KEY_HEADER, "X-Expose-Secrets")
-_RESPONSE_HEADERS = ("Content-Type", "Content-Disposition", "Location")
+# Content-Length goes both ways: the owner applies its own size limits to a streamed body.
+_REQUEST_HEADERS = ("Content-Type", "Content-Length", "Accept", API_KEY_HEADER, "X-Expose-Secrets")
+_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "Content-Disposition", "Location")
 # Served by any instance from the database: the listings (the catalog as it is now), and a
 # conversation's record (with the status its stored log says last).
 LISTINGS = frozenset(
@@ -110,8 +111,6 @@ async def forward(client: httpx.AsyncClient, address: str, instance_id: str) -> 
     (an upload or a download of any size goes through in chunks, not held in memory)."""
     headers = {name: value for name in _REQUEST_HEADERS if (value := request.headers.get(name))}
     headers[FORWARDED_HEADER] = instance_id
-    if (length := request.headers.get("Content-Length")) is not None:
-        headers["Content-Length"] = length  # so the owner applies its own size limits
     url = address.rstrip("/") + request.path
     outgoing = client.build_request(
         request.method,
@@ -132,8 +131,6 @@ async def forward(client: httpx.AsyncClient, address: str, instance_id: str) -> 
     for name in _RESPONSE_HEADERS:
         if (value := answer.headers.get(name)) is not None:
             response.headers[name] = value
-    if (length := answer.headers.get("Content-Length")) is not None:
-        response.headers["Content-Length"] = length
     return response
 
 
@@ -145,10 +142,7 @@ async def _request_body() -> AsyncIterator[bytes]:
     """The client's body as it arrives, at most HIGH_WATER bytes of it held here; the
     owner's route applies its own size limit (this instance's 16 MiB does not)."""
     body = request.body
-    if not isinstance(body, StreamableBody):  # the app's request class makes one
-        whole = await request.get_data(as_text=False)
-        yield whole if isinstance(whole, bytes) else whole.encode()
-        return
+    assert isinstance(body, StreamableBody)  # the app's request class makes one
     body.stream()
     idle_seconds = current_app.config["BODY_TIMEOUT"]
     while (chunk := await body.next_chunk(idle_seconds)) is not None:
