@@ -188,13 +188,17 @@ class Catalog:
             with connection.transaction():
                 fencing.blocking_check(connection, fence)
                 key = (fence.conversation_id,)
-                connection.execute("DELETE FROM events WHERE conversation_id = %s", key)
-                connection.execute("DELETE FROM sdk_files WHERE conversation_id = %s", key)
-                connection.execute("DELETE FROM conversations WHERE id = %s", key)
+                # The lease first: its row lock waits for every fenced write in flight (each
+                # holds the row FOR SHARE until it commits), and refuses any that follows;
+                # the deletes then see all that was written. Released last, a write that
+                # committed meanwhile would outlive the delete.
                 connection.execute(
                     "UPDATE leases SET owner = NULL, expires_at = now() WHERE conversation_id = %s",
                     key,
                 )
+                connection.execute("DELETE FROM events WHERE conversation_id = %s", key)
+                connection.execute("DELETE FROM sdk_files WHERE conversation_id = %s", key)
+                connection.execute("DELETE FROM conversations WHERE id = %s", key)
                 notify.blocking_notify(connection, fence.conversation_id, notify.DELETED)
 
         await self.database.run(delete)
