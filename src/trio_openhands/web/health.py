@@ -15,7 +15,8 @@ from quart import Blueprint, Response
 
 from trio_openhands.core.models import KNOWN_TOOLS
 from trio_openhands.web.common import app, json_response
-from trio_openhands.web.openapi import Alive, Readiness, ServerInfo, responses
+from trio_openhands.web.openapi import responses
+from trio_openhands.web.response_bodies import Alive, Readiness, ServerInfo
 
 blueprint = Blueprint("server", __name__)
 

@@ -26,16 +26,15 @@ from trio_openhands.services.command_log import iso, utc_now
 from trio_openhands.web.api.models import BashEventSearchQuery, ExecuteBashRequest
 from trio_openhands.web.api.sockets import accept_authenticated
 from trio_openhands.web.common import app, json_response, raw_json, supervisor
-from trio_openhands.web.openapi import (
-    BODY,
+from trio_openhands.web.openapi import BODY, responses
+from trio_openhands.web.request_parsing import parse_body, parse_query
+from trio_openhands.web.response_bodies import (
     BashEvent,
     BashEventPage,
     BashEvents,
     ClearedCount,
     Success,
-    responses,
 )
-from trio_openhands.web.request_parsing import parse_body, parse_query
 
 if TYPE_CHECKING:
     from trio_openhands.services.command_log import BashEvent as LoggedBashEvent

@@ -21,8 +21,9 @@ from trio_openhands.web.api.models import API_TAGS_SCHEMA, ApiInfoQuery, StrictU
 from trio_openhands.web.api.settings import load_profile_llm
 from trio_openhands.web.api.settings_models import PROFILE_NAME
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
-from trio_openhands.web.openapi import BODY, LOADS, ApiConversationInfo, Success, responses
+from trio_openhands.web.openapi import BODY, LOADS, responses
 from trio_openhands.web.request_parsing import parse_body, parse_optional_body, parse_query
+from trio_openhands.web.response_bodies import ApiConversationInfo, Success
 
 blueprint = Blueprint("api_controls", __name__)
 

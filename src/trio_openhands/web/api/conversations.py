@@ -39,9 +39,9 @@ from trio_openhands.web.api.models import (
 from trio_openhands.web.api.settings import load_profile_llm
 from trio_openhands.web.api.state import conversation_info
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
-from trio_openhands.web.openapi import (
-    BODY,
-    LOADS,
+from trio_openhands.web.openapi import BODY, LOADS, responses
+from trio_openhands.web.request_parsing import parse_body, parse_query
+from trio_openhands.web.response_bodies import (
     ApiConversationInfo,
     ApiConversationPage,
     ApiConversations,
@@ -49,9 +49,7 @@ from trio_openhands.web.openapi import (
     Count,
     FinalResponse,
     Success,
-    responses,
 )
-from trio_openhands.web.request_parsing import parse_body, parse_query
 
 if TYPE_CHECKING:
     import uuid

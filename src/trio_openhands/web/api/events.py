@@ -21,18 +21,9 @@ from trio_openhands.core.validation import load_json
 from trio_openhands.web.api.conversations import loaded, success
 from trio_openhands.web.api.models import ApiConfirmationResponse, ApiSendMessageRequest
 from trio_openhands.web.common import json_response, raw_json
-from trio_openhands.web.openapi import (
-    BODY,
-    LOADS,
-    READS_BODY,
-    ApiSuccessStatus,
-    Count,
-    Event,
-    EventPage,
-    Events,
-    responses,
-)
+from trio_openhands.web.openapi import BODY, LOADS, READS_BODY, responses
 from trio_openhands.web.request_parsing import parse_body, parse_query
+from trio_openhands.web.response_bodies import ApiSuccessStatus, Count, Event, EventPage, Events
 from trio_openhands.web.seed import events
 
 blueprint = Blueprint("api_events", __name__)

@@ -32,8 +32,9 @@ from trio_openhands.web.api.workspace import (
     send_timeout,
 )
 from trio_openhands.web.common import app, json_response, parse_conversation_id
-from trio_openhands.web.openapi import (
-    LOADS,
+from trio_openhands.web.openapi import LOADS, responses
+from trio_openhands.web.request_parsing import parse_query
+from trio_openhands.web.response_bodies import (
     ArchiveBytes,
     FileBytes,
     FileUploadResult,
@@ -41,9 +42,7 @@ from trio_openhands.web.openapi import (
     SubdirectoryPage,
     Success,
     TrajectoryBytes,
-    responses,
 )
-from trio_openhands.web.request_parsing import parse_query
 from trio_openhands.web.security import accepts_multipart
 from trio_openhands.web.streamed_body import StreamableBody
 

@@ -23,8 +23,9 @@ from trio_openhands.web.api.workspace import (
     request_path,
 )
 from trio_openhands.web.common import app, json_response
-from trio_openhands.web.openapi import GitChanges, GitCommitsPage, GitDiff, responses
+from trio_openhands.web.openapi import responses
 from trio_openhands.web.request_parsing import parse_query
+from trio_openhands.web.response_bodies import GitChanges, GitCommitsPage, GitDiff
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,8 +9,9 @@ from quart_schema import document_request
 
 from trio_openhands.core import goals
 from trio_openhands.web.api.conversations import loaded, success
-from trio_openhands.web.openapi import BODY, LOADS, Success, responses
+from trio_openhands.web.openapi import BODY, LOADS, responses
 from trio_openhands.web.request_parsing import parse_body
+from trio_openhands.web.response_bodies import Success
 
 blueprint = Blueprint("api_goals", __name__)
 

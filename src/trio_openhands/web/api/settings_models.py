@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trio_openhands.web.openapi import BinaryBody
+from trio_openhands.web.response_bodies import BinaryBody
 
 # The SDK's own rules (its llm_profile_store, its settings API models).
 PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

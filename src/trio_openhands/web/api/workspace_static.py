@@ -18,7 +18,8 @@ from trio_openhands.core.errors import ApiError, NotFound, ValidationFailed
 from trio_openhands.services import files
 from trio_openhands.services.errors import ServiceError
 from trio_openhands.web.api.workspace import conversation_root, send_timeout
-from trio_openhands.web.openapi import LOADS, FileBytes, responses
+from trio_openhands.web.openapi import LOADS, responses
+from trio_openhands.web.response_bodies import FileBytes
 
 blueprint = Blueprint("api_workspace_static", __name__)
 

@@ -19,17 +19,15 @@ from trio_openhands.core.models import (
 from trio_openhands.core.sdk_bridge import REDACTED, metrics_of
 from trio_openhands.core.working_dirs import resolve_working_dir
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
-from trio_openhands.web.openapi import (
-    BODY,
-    LOADS,
+from trio_openhands.web.openapi import BODY, LOADS, responses
+from trio_openhands.web.request_parsing import parse_body, parse_query
+from trio_openhands.web.response_bodies import (
     ConversationInfo,
     ConversationPage,
     Conversations,
     Success,
     SuccessStatus,
-    responses,
 )
-from trio_openhands.web.request_parsing import parse_body, parse_query
 
 if TYPE_CHECKING:
     from trio_openhands.core.conversation import Conversation, ConversationRecord

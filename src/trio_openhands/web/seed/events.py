@@ -25,16 +25,9 @@ from trio_openhands.web.common import (
     raw_json,
     supervisor,
 )
-from trio_openhands.web.openapi import (
-    BODY,
-    LOADS,
-    Event,
-    EventPage,
-    Events,
-    SuccessStatus,
-    responses,
-)
+from trio_openhands.web.openapi import BODY, LOADS, responses
 from trio_openhands.web.request_parsing import parse_body, parse_query
+from trio_openhands.web.response_bodies import Event, EventPage, Events, SuccessStatus
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable
