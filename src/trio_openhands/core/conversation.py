@@ -10,16 +10,17 @@ is cancelled mid-LLM-call and the SDK records an InterruptEvent (interrupt does 
 latter). Resume starts a new run task. Delete cancels the
 conversation scope; the supervisor then closes the SDK (terminals and other tool
 processes), closes the sockets and removes the files.
+
+Its base, `DurableSdkCalls` (durable_calls.py), holds the SDK object and makes every SDK
+call durable before it returns; its record (conversation_record.py) is what the server
+keeps of it when it is not loaded.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,18 +29,21 @@ import outcome
 import trio
 
 from trio_openhands.core import sdk_bridge
+from trio_openhands.core.conversation_record import utc_now
+from trio_openhands.core.durable_calls import DurableSdkCalls
 from trio_openhands.core.errors import NotFound
 from trio_openhands.core.event_log import EventLog
 from trio_openhands.core.terminal_close import settle_terminals
 
 if TYPE_CHECKING:
+    import uuid
+
     from openhands.sdk import LocalConversation, Message
     from openhands.sdk.event import Event
 
     from trio_openhands.core.asyncio_host import AsyncioHost
+    from trio_openhands.core.conversation_record import ConversationRecord
     from trio_openhands.core.goals import GoalLoop
-    from trio_openhands.stores.conversation_store import EventSink
-    from trio_openhands.stores.group_commit import GroupCommitFileStore
 
 log = logging.getLogger(__name__)
 
@@ -47,50 +51,7 @@ log = logging.getLogger(__name__)
 _NOTHING_TO_RESUME = frozenset({"finished", "waiting_for_confirmation"})
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class ConversationRecord:
-    """What the server knows of a conversation without loading it (meta.json)."""
-
-    id: uuid.UUID
-    created_at: datetime
-    updated_at: datetime
-    request: dict[str, Any]  # what was asked for, api_key removed
-    title: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    status: str = "idle"  # last known; the live one comes from the SDK when loaded
-    metrics: dict[str, Any] | None = None  # last known tokens and cost, for listings
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "request": self.request,
-            "title": self.title,
-            "tags": self.tags,
-            "status": self.status,
-            "metrics": self.metrics,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ConversationRecord:
-        return cls(
-            id=uuid.UUID(data["id"]),
-            created_at=datetime.fromisoformat(data["created_at"]),
-            updated_at=datetime.fromisoformat(data["updated_at"]),
-            request=data.get("request", {}),
-            title=data.get("title"),
-            tags=data.get("tags") or {},
-            status=data.get("status", "idle"),
-            metrics=data.get("metrics"),
-        )
-
-
-class Conversation:
+class Conversation(DurableSdkCalls):
     """Runtime state of one loaded conversation. Methods are called on the Trio thread."""
 
     def __init__(
@@ -102,24 +63,14 @@ class Conversation:
         subscriber_buffer: int,
         save: Callable[[Conversation], Awaitable[None]],
     ) -> None:
+        super().__init__()
         self.record = record
         self.log = EventLog(subscriber_buffer)
-        self.sdk: LocalConversation | None = None
-        # The SDK's files, made durable by `sync()` (set by the supervisor before it opens
-        # the SDK conversation): every SDK call below syncs before it returns.
-        self.files: GroupCommitFileStore | None = None
-        # Where the logged events are stored beside the log (the shared store's `events`
-        # table; None in the files store, whose SDK files are the log): every command
-        # flushes it before it returns, as it syncs the files.
-        self.events: EventSink | None = None
         self.scope = trio.CancelScope()  # the conversation's lifetime
         self.nursery: trio.Nursery | None = None
         self.closed = trio.Event()
         self.deleted = False
         self.unloading = False
-        # Another instance took the conversation over (the shared store): it stops here at
-        # once and writes nothing more (its writes would be refused anyway).
-        self.lost = False
         self.last_used = trio.current_time()
         self._host = asyncio_host  # shared by every conversation: see asyncio_host.py
         self._run_limiter = run_limiter
@@ -409,46 +360,6 @@ class Conversation:
     async def update_secrets(self, secrets: dict[str, Any]) -> None:
         assert self.sdk is not None
         await self._call_durably(self.sdk.update_secrets, secrets)
-
-    # -- durability: what an answer acknowledges is on disk (stores/group_commit.py) ----
-
-    async def _call_durably[T](self, fn: Callable[..., T], *args: Any) -> T:
-        """`_durably(fn, *args)` in a worker thread, then the events it logged stored."""
-        result = await trio.to_thread.run_sync(self._durably, fn, *args)
-        await self.flush_events()
-        return result
-
-    async def flush_events(self) -> None:
-        """Return once every event logged so far is stored (the shared store's table). The
-        events an SDK call emitted are in the log once the call has returned to Trio: the
-        hand-over (`run_sync_soon`) precedes the thread's result in Trio's queue."""
-        if self.events is not None and not self.lost:
-            await self.events.flush()
-
-    async def make_durable(self) -> None:
-        """Every write so far synced (the files store), every event stored (the shared one)."""
-        if self.files is not None:
-            await trio.to_thread.run_sync(self.files.sync)
-        await self.flush_events()
-
-    def _durably[T](self, fn: Callable[..., T], *args: Any) -> T:
-        """A blocking SDK call, then a sync of what it wrote (worker thread)."""
-        try:
-            return fn(*args)
-        finally:
-            if self.files is not None:
-                self.files.sync()
-
-    def _send_durably(self, message: Message) -> None:
-        """The SDK's `send_message`, synced once its state lock is released: concurrent
-        posters' fsyncs then overlap and share a sync instead of queueing on the lock."""
-        assert self.sdk is not None
-        if self.files is None:
-            self.sdk.send_message(message)
-            return
-        with self.files.deferred():
-            self.sdk.send_message(message)
-        self.files.sync()
 
     # -- end of life --------------------------------------------------------------------
 

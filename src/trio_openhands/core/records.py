@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from trio_openhands.core.conversation import ConversationRecord
+from trio_openhands.core.conversation_record import ConversationRecord
 from trio_openhands.core.errors import ApiError
 
 if TYPE_CHECKING:

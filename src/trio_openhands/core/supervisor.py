@@ -26,7 +26,8 @@ import trio
 
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.asyncio_host import AsyncioHost
-from trio_openhands.core.conversation import Conversation, ConversationRecord, utc_now
+from trio_openhands.core.conversation import Conversation
+from trio_openhands.core.conversation_record import ConversationRecord, utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound
 from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
 from trio_openhands.core.records import Records

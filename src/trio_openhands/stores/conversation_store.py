@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
-    from trio_openhands.core.conversation import ConversationRecord
+    from trio_openhands.core.conversation_record import ConversationRecord
     from trio_openhands.core.event_log import LoggedEvent
     from trio_openhands.settings import Settings
     from trio_openhands.stores.group_commit import GroupCommitFileStore

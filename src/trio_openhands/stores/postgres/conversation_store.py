@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
-    from trio_openhands.core.conversation import ConversationRecord
+    from trio_openhands.core.conversation_record import ConversationRecord
     from trio_openhands.settings import Settings
     from trio_openhands.stores.postgres.database import Database
     from trio_openhands.stores.postgres.fencing import Fence

@@ -18,7 +18,7 @@ from quart import Blueprint, Response
 from quart_schema import document_querystring, document_request
 
 from trio_openhands.core import autotitle, sdk_bridge
-from trio_openhands.core.conversation import utc_now
+from trio_openhands.core.conversation_record import utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound, ValidationFailed
 from trio_openhands.core.working_dirs import resolve_working_dir
 from trio_openhands.services import worktrees
@@ -54,7 +54,8 @@ from trio_openhands.web.response_bodies import (
 if TYPE_CHECKING:
     import uuid
 
-    from trio_openhands.core.conversation import Conversation, ConversationRecord
+    from trio_openhands.core.conversation import Conversation
+    from trio_openhands.core.conversation_record import ConversationRecord
 
 blueprint = Blueprint("api_conversations", __name__)
 

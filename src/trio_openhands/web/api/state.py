@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from openhands.sdk import LocalConversation
     from openhands.sdk.conversation.state import ConversationState
 
-    from trio_openhands.core.conversation import Conversation, ConversationRecord
+    from trio_openhands.core.conversation import Conversation
+    from trio_openhands.core.conversation_record import ConversationRecord
 
 DUMP_ATTEMPTS = 3
 FULL_STATE_KEY = "full_state"  # the SDK's openhands.sdk.event.conversation_state.FULL_STATE_KEY

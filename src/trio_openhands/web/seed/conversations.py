@@ -30,7 +30,8 @@ from trio_openhands.web.response_bodies import (
 )
 
 if TYPE_CHECKING:
-    from trio_openhands.core.conversation import Conversation, ConversationRecord
+    from trio_openhands.core.conversation import Conversation
+    from trio_openhands.core.conversation_record import ConversationRecord
 
 blueprint = Blueprint("conversations", __name__)
 

@@ -1,0 +1,75 @@
+"""A conversation's SDK calls, made durable: what an answer acknowledges is stored.
+
+Every call syncs what it wrote before it returns (the files store's group commit,
+stores/group_commit.py) and flushes the events it logged (the shared store's `events`
+table). `Conversation` (conversation.py), whose base this is, makes its SDK calls so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from openhands.sdk import LocalConversation, Message
+
+    from trio_openhands.stores.conversation_store import EventSink
+    from trio_openhands.stores.group_commit import GroupCommitFileStore
+
+
+class DurableSdkCalls:
+    """The SDK conversation, where its writes go, and the calls that wait for them."""
+
+    def __init__(self) -> None:
+        self.sdk: LocalConversation | None = None
+        # The SDK's files, made durable by `sync()` (set by the supervisor before it opens
+        # the SDK conversation): every SDK call below syncs before it returns.
+        self.files: GroupCommitFileStore | None = None
+        # Where the logged events are stored beside the log (the shared store's `events`
+        # table; None in the files store, whose SDK files are the log): every command
+        # flushes it before it returns, as it syncs the files.
+        self.events: EventSink | None = None
+        # Another instance took the conversation over (the shared store): it stops here at
+        # once and writes nothing more (its writes would be refused anyway).
+        self.lost = False
+
+    async def _call_durably[T](self, fn: Callable[..., T], *args: Any) -> T:
+        """`_durably(fn, *args)` in a worker thread, then the events it logged stored."""
+        result = await trio.to_thread.run_sync(self._durably, fn, *args)
+        await self.flush_events()
+        return result
+
+    async def flush_events(self) -> None:
+        """Return once every event logged so far is stored (the shared store's table). The
+        events an SDK call emitted are in the log once the call has returned to Trio: the
+        hand-over (`run_sync_soon`) precedes the thread's result in Trio's queue."""
+        if self.events is not None and not self.lost:
+            await self.events.flush()
+
+    async def make_durable(self) -> None:
+        """Every write so far synced (the files store), every event stored (the shared one)."""
+        if self.files is not None:
+            await trio.to_thread.run_sync(self.files.sync)
+        await self.flush_events()
+
+    def _durably[T](self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking SDK call, then a sync of what it wrote (worker thread)."""
+        try:
+            return fn(*args)
+        finally:
+            if self.files is not None:
+                self.files.sync()
+
+    def _send_durably(self, message: Message) -> None:
+        """The SDK's `send_message`, synced once its state lock is released: concurrent
+        posters' fsyncs then overlap and share a sync instead of queueing on the lock."""
+        assert self.sdk is not None
+        if self.files is None:
+            self.sdk.send_message(message)
+            return
+        with self.files.deferred():
+            self.sdk.send_message(message)
+        self.files.sync()
