@@ -17,6 +17,7 @@ from trio_openhands.core.asyncio_host import CANCEL_GRACE_SECONDS, AsyncioHost
 from trio_openhands.core.models import StartConversationRequest, TextPart
 from trio_openhands.core.sdk_bridge import to_message
 from trio_openhands.core.sdk_loader import SdkLoader
+from trio_openhands.core.seed_create import create_seed_conversation
 from trio_openhands.core.supervisor import Supervisor
 from trio_openhands.core.terminal_close import settle_terminals, subprocess_terminals
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
@@ -153,7 +154,7 @@ async def test_supervisor_create_and_delete_without_a_server(
             "tools": [{"name": "terminal"}],
         }
     )
-    conversation = await supervisor.create(request)
+    conversation = await create_seed_conversation(supervisor, request)
     folder = settings.conversations_dir / conversation.id.hex
     assert (folder / "meta.json").is_file()
     assert supervisor.statistics()["loaded"] == 1
@@ -182,7 +183,7 @@ async def test_an_unused_conversation_is_unloaded_and_loads_again(
     settings = test_settings(tmp_path, idle_unload_seconds=600)
     supervisor: Supervisor = await nursery.start(Supervisor(settings, SdkLoader()).run)
     request = StartConversationRequest.model_validate({"llm": {"model": "openai/fake"}})
-    conversation = await supervisor.create(request)
+    conversation = await create_seed_conversation(supervisor, request)
     await conversation.send_message(to_message([TextPart(text="remember me")]), run=False)
     events_before = [e.id for e in conversation.log.events]
     assert events_before
@@ -225,7 +226,7 @@ async def test_closing_a_conversation_ends_its_terminal_readers_before_the_pty_c
             "tools": [{"name": "terminal"}],
         }
     )
-    conversation = await supervisor.create(request)
+    conversation = await create_seed_conversation(supervisor, request)
     await conversation.send_message(to_message([TextPart(text=f"{tag} go")]), run=True)
     await conversation.wait_run_finished()
     terminals = list(subprocess_terminals(conversation.sdk))

@@ -12,6 +12,11 @@ is stored. Shutdown pauses every run, persists, and closes every socket with 100
 Where they are stored is the `ConversationStore`'s business (stores/conversation_store.py):
 files under the conversations directory, or the PostgreSQL database several instances
 share, where a conversation is loaded only on the instance that claimed it (its lease).
+A conversation's scope is cancelled by its delete, by the shutdown, or when another
+instance takes it over (other_instances.py acts on the store's news of the others).
+
+Conversations start with the SDK agent the caller built: the dialects build it
+(seed_create.py, web/api/), forks copy it (fork.py).
 """
 
 from __future__ import annotations
@@ -30,15 +35,15 @@ from trio_openhands.core.conversation import Conversation
 from trio_openhands.core.conversation_record import ConversationRecord, utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound
 from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
+from trio_openhands.core.other_instances import OtherInstances
 from trio_openhands.core.records import Records
 from trio_openhands.services.commands import CommandService
 from trio_openhands.stores import file_store
-from trio_openhands.stores.conversation_store import OwnedElsewhere, open_conversation_store
+from trio_openhands.stores.conversation_store import open_conversation_store
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from trio_openhands.core.models import StartConversationRequest
     from trio_openhands.core.sdk_loader import SdkLoader
     from trio_openhands.settings import Settings
     from trio_openhands.stores.conversation_store import ConversationStore
@@ -82,11 +87,12 @@ class Supervisor:
         lock = await trio.to_thread.run_sync(file_store.lock_conversations_dir, conversations_dir)
         with lock:
             try:
+                others = OtherInstances(self)
                 async with open_conversation_store(
                     self.settings,
-                    on_lost=self._on_lease_lost,
-                    on_deleted=self._on_deleted_elsewhere,
-                    on_expired=self._take_over,
+                    on_lost=others.lease_lost,
+                    on_deleted=others.deleted_elsewhere,
+                    on_expired=others.take_over,
                 ) as store:
                     self._store = store
                     await self._serve(task_status)
@@ -125,30 +131,6 @@ class Supervisor:
             self._secret_key = await self.store.secret_key()
             self._cipher = sdk_bridge.make_cipher(self._secret_key)
         return self._cipher
-
-    async def create(self, request: StartConversationRequest) -> Conversation:
-        """The seed dialect's create: build the agent from the request, then start it."""
-        await self.sdk_loader.wait_ready()
-        llm = sdk_bridge.build_llm(request.llm, self.settings.llm_api_key)
-        agent = sdk_bridge.build_agent(request, llm)
-        stored_request = request.model_dump(
-            mode="json", exclude={"initial_message", "title", "tags"}
-        )
-        stored_request["llm"] = {k: v for k, v in request.llm.items() if k != "api_key"}
-        stored_request["has_api_key"] = bool(request.llm.get("api_key"))
-        stored_request["mcp_config"] = sdk_bridge.redact_mcp_config(request.mcp_config)
-        conversation, _ = await self.create_with_agent(
-            None,
-            agent,
-            stored_request,
-            title=request.title,
-            tags=request.tags,
-            confirmation_mode=request.confirmation_mode,
-        )
-        if request.initial_message is not None:
-            message = sdk_bridge.to_message(request.initial_message.content)
-            await conversation.send_message(message, run=request.initial_message.run)
-        return conversation
 
     async def create_with_agent(
         self,
@@ -377,44 +359,6 @@ class Supervisor:
             await step
         except Exception as error:
             log.error("conversation %s: %s it failed: %s", conversation.id, what, error)
-
-    # -- the shared store's news ------------------------------------------------------
-
-    def _on_lease_lost(self, conversation_id: uuid.UUID) -> None:
-        """Another instance took the conversation over: stop it here, writing nothing."""
-        conversation = self.loaded.get(conversation_id)
-        if conversation is not None:
-            conversation.lost = True
-            conversation.scope.cancel()
-
-    def _on_deleted_elsewhere(self, conversation_id: uuid.UUID) -> None:
-        if conversation_id not in self.loaded:
-            self.records.pop(conversation_id, None)
-
-    async def _take_over(self, conversation_id: uuid.UUID) -> None:
-        """A dead instance's conversation (its lease expired): claim it and restore it here,
-        as after a crash (paused, an interrupted tool call reported)."""
-        if self.shutting_down or conversation_id in self.loaded:
-            return
-        try:
-            conversation = await self.get(conversation_id)
-        except OwnedElsewhere:
-            return  # another instance was quicker
-        except NotFound:  # its instance died before saving its record: nothing to restore
-            try:
-                await self.store.claim(conversation_id)
-                await self.store.release(conversation_id)  # so sweepers stop finding it
-            except OwnedElsewhere:
-                pass
-            return
-        except ApiError as error:
-            log.warning("conversation %s: taking it over failed: %s", conversation_id, error)
-            return
-        log.warning(
-            "conversation %s: taken over from a dead instance (%s)",
-            conversation_id,
-            conversation.status,
-        )
 
     # -- operations ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from trio_openhands.core.models import (
     StartConversationRequest,
 )
 from trio_openhands.core.sdk_bridge import REDACTED, metrics_of
+from trio_openhands.core.seed_create import create_seed_conversation
 from trio_openhands.core.working_dirs import resolve_working_dir
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import BODY, LOADS, responses
@@ -79,7 +80,7 @@ async def start_conversation() -> Response:
         request.workspace.working_dir = await resolve_working_dir(
             request.workspace.working_dir, app().settings
         )
-    conversation = await supervisor().create(request)
+    conversation = await create_seed_conversation(supervisor(), request)
     return json_response(info_of(conversation), 201)
 
 
