@@ -27,6 +27,7 @@ from trio_openhands.web.api import agent_profiles as api_agent_profiles
 from trio_openhands.web.api import auth as api_auth
 from trio_openhands.web.api import bash as api_bash
 from trio_openhands.web.api import controls as api_controls
+from trio_openhands.web.api import conversation_start as api_conversation_start
 from trio_openhands.web.api import conversations as api_conversations
 from trio_openhands.web.api import events as api_events
 from trio_openhands.web.api import files as api_files
@@ -179,7 +180,8 @@ def create_app(
     if settings.database_url is not None:
         install_forwarding(app)
     seed_modules = (conversations, events, sockets)
-    api_modules = (api_conversations, api_events, api_sockets, api_bash, api_files, api_git)
+    api_modules = (api_conversations, api_conversation_start, api_events, api_sockets)
+    api_modules += (api_bash, api_files, api_git)
     api_modules += (api_skills, api_plugins, api_tools, api_vscode, api_workspaces)
     api_modules += (api_auth, api_workspace_static, api_mcp)
     api_modules += (api_controls, api_goals, api_hooks)

@@ -1,0 +1,236 @@
+"""`POST /api/conversations`: a conversation started from the reference's request.
+
+The agent (or the SDK's, from `agent_settings`) with its client tools, confirmation policy,
+security analyzer, secrets and hooks are built from the request; a git worktree of its own
+if asked; the title made by an LLM after the first message if asked. A `conversation_id`
+that exists answers 200 with that conversation, unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Blueprint, Response
+from quart_schema import document_request
+
+from trio_openhands.core import autotitle, sdk_bridge
+from trio_openhands.core.errors import ApiError, ValidationFailed
+from trio_openhands.core.working_dirs import resolve_working_dir
+from trio_openhands.services import worktrees
+from trio_openhands.services.errors import ServiceError
+from trio_openhands.web.api import bridge as api_bridge
+from trio_openhands.web.api.conversations import change_record, info, lookup
+from trio_openhands.web.api.models import ApiStartConversationRequest
+from trio_openhands.web.api.settings import load_profile_llm
+from trio_openhands.web.common import app, json_response, supervisor
+from trio_openhands.web.openapi import BODY, responses
+from trio_openhands.web.request_parsing import parse_body
+from trio_openhands.web.response_bodies import ApiConversationInfo
+
+if TYPE_CHECKING:
+    from trio_openhands.core.conversation import Conversation
+
+blueprint = Blueprint("api_conversation_start", __name__)
+
+
+def _stored_request(
+    request: ApiStartConversationRequest,
+    agent: Any,
+    policy: Any,
+    analyzer: Any,
+    hook_config: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the record keeps: enough to describe the conversation without loading it, in
+    both dialects (`llm`/`tools` are what the seed's ConversationInfo shows). No secrets."""
+    agent_json: dict[str, Any] = agent.model_dump(mode="json")  # the api_key is redacted
+    llm = {k: v for k, v in agent_json["llm"].items() if k != "api_key" and v is not None}
+    policy_json = api_bridge.redacted_json(policy) or {"kind": "NeverConfirm"}
+    return {
+        "dialect": "api",
+        "agent": agent_json,
+        "llm": llm,
+        "has_api_key": bool(agent.llm.api_key),
+        "tools": [{"name": tool.name, "params": tool.params} for tool in agent.tools],
+        "mcp_config": agent_json.get("mcp_config") or {},
+        "agent_context": agent_json.get("agent_context"),
+        "workspace": {"working_dir": request.workspace.working_dir},  # resolved already
+        "max_iterations": request.max_iterations,
+        "stuck_detection": request.stuck_detection,
+        "confirmation_policy": policy_json,
+        "confirmation_mode": policy_json.get("kind") == "AlwaysConfirm",
+        "security_analyzer": api_bridge.redacted_json(analyzer),
+        "tool_module_qualnames": request.tool_module_qualnames,
+        "client_tools": request.client_tools,
+        "parent_conversation_id": (
+            str(request.parent_conversation_id) if request.parent_conversation_id else None
+        ),
+        "autotitle": request.autotitle,
+        "hook_config": hook_config,
+    }
+
+
+def _refuse_unsupported(request: ApiStartConversationRequest) -> None:
+    unsupported = {
+        "agent_profile_id": request.agent_profile_id,
+        "plugins": request.plugins,
+        "agent_launch_additions": request.agent_launch_additions,
+    }
+    for field, value in unsupported.items():
+        if value:
+            raise ValidationFailed.single(
+                ("body", field), f"`{field}` is not supported by this server", "not_supported"
+            )
+    if request.agent is None and request.agent_settings is None:
+        raise ValidationFailed.single(
+            ("body", "agent"), "One of `agent` or `agent_settings` is required", "missing"
+        )
+
+
+async def _check_parent(request: ApiStartConversationRequest) -> None:
+    """The parent must exist and share the child's working directory, as the reference's."""
+    if request.parent_conversation_id is None:
+        return
+    found = lookup(request.parent_conversation_id)
+    loc = ("body", "parent_conversation_id")
+    if found is None:
+        raise ValidationFailed.single(loc, "No such conversation", "not_found")
+    parent_dir = (found[0].request.get("workspace") or {}).get("working_dir")
+    if parent_dir != request.workspace.working_dir:
+        raise ValidationFailed.single(loc, "The parent works in another working directory")
+
+
+async def _make_worktree(
+    request: ApiStartConversationRequest, conversation_hex: str
+) -> Path | None:
+    """`worktree` inside a repository: a worktree of the conversation's own, where it then
+    works (services/worktrees.py); outside one nothing changes, as in the reference."""
+    if not request.worktree:
+        return None
+    working_dir = Path(request.workspace.working_dir)
+    repo = await worktrees.repository_of(working_dir)
+    if repo is None:
+        return None
+    conversations_dir = app().settings.conversations_dir
+    try:
+        inside = await worktrees.create(repo, working_dir, conversations_dir, conversation_hex)
+    except ServiceError as error:
+        if error.status == 422:
+            raise ValidationFailed.single(("body", "worktree"), error.detail) from None
+        raise ApiError(error.status, error.detail) from None
+    request.workspace.working_dir = str(inside)
+    return repo
+
+
+async def _build_agent(request: ApiStartConversationRequest) -> Any:
+    """The client's `agent`, or one the SDK builds from its `agent_settings`; with its
+    `client_tools`. Secrets sent encrypted are decrypted with the server secret."""
+    cipher = await app().settings_store.cipher() if request.secrets_encrypted else None
+    key = app().settings.llm_api_key
+    qualnames = request.tool_module_qualnames
+    if request.agent is not None:
+        build = partial(api_bridge.build_agent, request.agent, key, qualnames, cipher)
+    else:
+        assert request.agent_settings is not None
+        build = partial(
+            api_bridge.build_agent_from_settings, request.agent_settings, key, qualnames, cipher
+        )
+    agent = await trio.to_thread.run_sync(build)
+    if request.client_tools:
+        agent = await trio.to_thread.run_sync(
+            api_bridge.add_client_tools, agent, request.client_tools
+        )
+    return agent
+
+
+def _worktree_top(request: ApiStartConversationRequest, repo: Path) -> str:
+    """The worktree's own folder (the working directory may lie deeper inside it)."""
+    inside = Path(request.workspace.working_dir)
+    while inside.name != repo.name or inside.parent.parent.name != worktrees.WORKTREES_DIR:
+        inside = inside.parent
+    return str(inside)
+
+
+async def _title_llm(request: ApiStartConversationRequest) -> Any:
+    """`title_llm_profile`'s LLM, or None (the agent's): a profile that does not load
+    falls back to the agent's LLM, as in the reference."""
+    if not request.title_llm_profile:
+        return None
+    try:
+        return await load_profile_llm(request.title_llm_profile)
+    except ApiError:
+        return None
+
+
+@blueprint.post("/api/conversations")
+@document_request(ApiStartConversationRequest)
+@responses({200: ApiConversationInfo, 201: ApiConversationInfo}, *BODY, 503)
+async def start_conversation() -> Response:
+    """201 with the new conversation; 200 with the existing one when `conversation_id`
+    names a conversation that exists (nothing is changed then)."""
+    request = await parse_body(ApiStartConversationRequest)
+    _refuse_unsupported(request)
+    request.workspace.working_dir = await resolve_working_dir(
+        request.workspace.working_dir, app().settings
+    )
+    sup = supervisor()
+    if request.conversation_id is not None and (found := lookup(request.conversation_id)):
+        return json_response(info(*found), 200)
+    await _check_parent(request)
+    await app().sdk_loader.wait_ready()
+    agent = await _build_agent(request)
+    secrets_cipher = await app().settings_store.cipher() if request.secrets_encrypted else None
+    policy = (
+        api_bridge.build_confirmation_policy(
+            request.confirmation_policy, ("body", "confirmation_policy")
+        )
+        if request.confirmation_policy
+        else None
+    )
+    analyzer = api_bridge.build_security_analyzer(
+        request.security_analyzer, ("body", "security_analyzer")
+    )
+    secrets = api_bridge.build_secrets(request.secrets, ("body", "secrets"), secrets_cipher)
+    hook_config = api_bridge.build_hook_config(request.hook_config, ("body", "hook_config"))
+    title_llm = await _title_llm(request)
+    conversation_id = request.conversation_id or uuid.uuid4()
+    repo = await _make_worktree(request, conversation_id.hex)
+    message = (
+        sdk_bridge.to_message(request.initial_message.content) if request.initial_message else None
+    )
+    stored = _stored_request(request, agent, policy, analyzer, hook_config)
+    if repo is not None:
+        stored["worktree"] = {"repository": str(repo), "top": _worktree_top(request, repo)}
+    try:
+        conversation, created = await sup.create_with_agent(
+            conversation_id, agent, stored, title=request.title, tags=request.tags
+        )
+    except BaseException:
+        if repo is not None:
+            with trio.CancelScope(shield=True):
+                await worktrees.remove(repo, Path(stored["worktree"]["top"]))
+        raise
+    if created:
+        if request.autotitle and not request.title and conversation.nursery is not None:
+            conversation.nursery.start_soon(
+                autotitle.title_after_first_message,
+                conversation,
+                partial(_set_title, conversation),
+                title_llm,
+            )
+        if policy is not None:
+            await conversation.set_confirmation_policy(policy)
+        if analyzer is not None:
+            await conversation.set_security_analyzer(analyzer)
+        if secrets:
+            await conversation.update_secrets(secrets)
+        if message is not None and request.initial_message is not None:
+            await conversation.send_message(message, run=request.initial_message.run)
+    return json_response(info(conversation.record, conversation), 201 if created else 200)
+
+
+async def _set_title(conversation: Conversation, title: str) -> None:
+    await change_record(conversation.record, conversation, {"title": title})
