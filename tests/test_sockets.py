@@ -49,9 +49,11 @@ from tests.test_events import (
 from trio_openhands.testing.fake_llm import FakeLLM, text, tool_call
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from wsproto.events import Event as WsEvent
+    from wsproto.extensions import Extension
 
 # Far more than loopback TCP holds in flight for a 4 KiB receive buffer (16-32 KiB here):
 # a replay that reaches this event blocks until the client reads again.
@@ -67,10 +69,14 @@ class RawSocket:
         self._events: deque[WsEvent] = deque()
         self._text: list[str] = []
         self.close_code: int | None = None
+        self.extensions: list[Extension] = []  # what the server accepted of those offered
 
     @staticmethod
     async def _connect(
-        server: LiveServer, path: str, headers: list[tuple[str, str]]
+        server: LiveServer,
+        path: str,
+        headers: list[tuple[str, str]],
+        extensions: Sequence[Extension] = (),
     ) -> tuple[trio.SocketStream, WSConnection]:
         parts = urlsplit(server.url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -80,7 +86,9 @@ class RawSocket:
         stream = trio.SocketStream(sock)
         connection = WSConnection(ConnectionType.CLIENT)
         encoded = [(name.encode(), value.encode()) for name, value in headers]
-        request = Request(host=f"{host}:{port}", target=path, extra_headers=encoded)
+        request = Request(
+            host=f"{host}:{port}", target=path, extra_headers=encoded, extensions=[*extensions]
+        )
         await stream.send_all(connection.send(request))
         return stream, connection
 
@@ -106,13 +114,18 @@ class RawSocket:
 
     @classmethod
     async def open(
-        cls, server: LiveServer, path: str, headers: list[tuple[str, str]] | None = None
+        cls,
+        server: LiveServer,
+        path: str,
+        headers: list[tuple[str, str]] | None = None,
+        extensions: Sequence[Extension] = (),
     ) -> RawSocket:
         """Connect and wait for the handshake's answer (then the subscription exists)."""
-        stream, connection = await cls._connect(server, path, headers or [])
+        stream, connection = await cls._connect(server, path, headers or [], extensions)
         raw = cls(stream, connection)
         event = await raw._next_event()
         assert isinstance(event, AcceptConnection), event
+        raw.extensions = event.extensions
         return raw
 
     async def _next_event(self) -> WsEvent | None:

@@ -45,6 +45,9 @@ SEARCH_COPY_MAX_CHARS = 64 * 1024
 # A big text is lower-cased this many characters at a time, so that a search holds the GIL
 # (and the Trio thread waits) only briefly at a time, and keeps no full copy.
 _FOLD_CHUNK_CHARS = 1 << 20
+# A subscriber's batch of frames (written to its socket at once) holds up to about this much
+# JSON: a replay of a long history goes out in writes of this size.
+BATCH_MAX_CHARS = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +109,27 @@ class Subscription:
         for seq in range(self.history_start, self.history_end):
             yield events[seq]
 
-    async def frames(self) -> AsyncIterator[Frame]:
-        """The history, then live frames, in sequence order, until the subscription closes.
+    async def batches(self, max_chars: int = BATCH_MAX_CHARS) -> AsyncIterator[list[Frame]]:
+        """The history, then live frames, in sequence order, until the subscription closes;
+        what is already there comes in one batch (of up to about `max_chars` of JSON), so
+        that a socket writes it at once instead of frame by frame.
 
         Closed before the history is through (deleted, shutting down, too slow), it stops
         there: live frames after a partial history would leave a gap. Closed later, the
         frames already queued are delivered first (none if it was closed for being slow).
         """
-        for event in self.history():
+        events, seq = self._log.events, self.history_start
+        while seq < self.history_end:
             if self.closed:
                 return
-            yield event
+            batch: list[Frame] = []
+            size = 0
+            while seq < self.history_end and size < max_chars:
+                event = events[seq]
+                batch.append(event)
+                size += len(event.json)
+                seq += 1
+            yield batch
         while True:
             try:  # frames already queued go out without a scheduler round each
                 frame = self.live.receive_nowait()
@@ -127,7 +140,21 @@ class Subscription:
                     return
             except trio.EndOfChannel:
                 return
-            yield frame
+            batch, size = [frame], len(frame.json)
+            while size < max_chars:
+                try:
+                    frame = self.live.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                batch.append(frame)
+                size += len(frame.json)
+            yield batch
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """`batches()`, one frame at a time."""
+        async for batch in self.batches():
+            for frame in batch:
+                yield frame
 
     def close(self, code: int, reason: str, *, drop_queued: bool = False) -> None:
         """End the live stream; the socket handler then closes with `code`.

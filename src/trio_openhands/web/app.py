@@ -50,6 +50,7 @@ from trio_openhands.web.connection import (
     install_json_protocol_errors,
 )
 from trio_openhands.web.forwarding import install_forwarding
+from trio_openhands.web.frame_writer import FrameWritingConnection
 from trio_openhands.web.json_errors import install_error_handlers
 from trio_openhands.web.lazy_rules import LazilyBuiltRule
 from trio_openhands.web.security import install_security
@@ -68,6 +69,7 @@ class OpenHandsApp(QuartTrio):
     """QuartTrio plus the server's collaborators, typed for the route modules."""
 
     asgi_http_class = ShieldedEndHTTPConnection
+    asgi_websocket_class = FrameWritingConnection  # socket frames written in batches
     url_rule_class = LazilyBuiltRule  # app built in a third of the time (see its module)
     request_class = StreamedBodyRequest  # a file upload streams its body to disk
 

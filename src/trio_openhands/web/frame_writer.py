@@ -1,0 +1,108 @@
+"""Socket frames written in batches, straight to Hypercorn's WebSocket stream.
+
+Why: through Quart and Hypercorn's ASGI path every frame costs a message dict, a signal,
+a protocol event, a lock, a shielded cancel scope and a send syscall on the Trio thread,
+about 100 µs each: the whole cost of fanning an event out to many sockets. Here the frames
+a subscriber has queued are framed by the same wsproto connection Hypercorn uses (so its
+extensions, such as permessage-deflate, and its close state stay its own) and go out as one
+write through the stream's own `send`, as Hypercorn's `app_send` does for one frame.
+
+This leans on Hypercorn's WSStream (pinned in uv.lock; tests/test_frame_writer.py fails if
+the fast path stops being taken). Served by another ASGI server, or if the stream is not
+the shape this module knows, every frame goes through the ASGI `send` one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from quart import websocket
+from quart_trio.asgi import TrioASGIWebsocketConnection
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+
+log = logging.getLogger(__name__)
+
+# Where `FrameWritingConnection` leaves the server's own ASGI `send` in a WebSocket's scope.
+_SEND_KEY = "trio_openhands.websocket_send"
+
+
+class FrameWritingConnection(TrioASGIWebsocketConnection):
+    """Quart-Trio's WebSocket connection, leaving the server's `send` in the scope for
+    `FrameWriter` (Quart keeps it only inside its own per-frame wrapper)."""
+
+    async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        self.scope[_SEND_KEY] = send  # type: ignore[literal-required]
+        await super().__call__(receive, send)
+
+
+class FrameWriter:
+    """Sends text frames on the current (accepted) WebSocket, many at a time."""
+
+    def __init__(self) -> None:
+        self._send = websocket.scope.get(_SEND_KEY)
+        self._stream: Any = None  # looked for at the first send: the socket is accepted then
+        self._looked = False
+        self.frames = 0  # sent so far, and in how many writes (for the socket's last log line)
+        self.writes = 0
+
+    async def send(self, texts: Sequence[str]) -> None:
+        """Send `texts` as text frames in this order, in one write when possible."""
+        if not self._looked:
+            self._stream, self._looked = _hypercorn_stream(self._send), True
+        stream = self._stream
+        if stream is None or not _is_open(stream):
+            for text in texts:  # the ASGI path: it knows what to do with a closed stream
+                await websocket.send(text)
+                self.frames += 1
+                self.writes += 1
+            return
+        from wsproto.events import TextMessage
+        from wsproto.utilities import LocalProtocolError
+
+        connection = stream.connection
+        chunks: list[bytes] = []
+        for text in texts:
+            try:
+                chunks.append(connection.send(TextMessage(data=text)))
+            except LocalProtocolError:  # closing: Hypercorn drops frames then too
+                break
+        if chunks:
+            await stream.send(_data_event(stream.stream_id, b"".join(chunks)))
+            self.frames += len(chunks)
+            self.writes += 1
+
+    def summary(self) -> str:
+        """E.g. "812 frames in 97 writes", for the socket's closing log line."""
+        return f"{self.frames} frames in {self.writes} write{'' if self.writes == 1 else 's'}"
+
+
+def _hypercorn_stream(send: object) -> Any:
+    """Hypercorn's WSStream behind its ASGI `send` (a bound `app_send`), or None."""
+    try:
+        from hypercorn.protocol.ws_stream import WSStream
+    except ImportError:
+        return None
+    stream = getattr(send, "__self__", None)
+    if not isinstance(stream, WSStream) or getattr(send, "__func__", None) is not WSStream.app_send:
+        return None
+    if not all(hasattr(stream, name) for name in ("connection", "send", "stream_id", "state")):
+        log.warning("Hypercorn's WebSocket stream changed shape: frames go one by one")
+        return None
+    return stream
+
+
+def _is_open(stream: Any) -> bool:
+    from hypercorn.protocol.ws_stream import ASGIWebsocketState
+
+    return not stream.closed and stream.state == ASGIWebsocketState.CONNECTED
+
+
+def _data_event(stream_id: int, data: bytes) -> Any:
+    from hypercorn.protocol.events import Data
+
+    return Data(stream_id=stream_id, data=data)
