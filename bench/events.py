@@ -281,9 +281,11 @@ async def delivery(
     output = b""
     while b"ready\n" not in output:
         output += await clients.stdout.receive_some(4096)
+    cpu_before = time.process_time()
     started = await emit(conversation, events)
     while chunk := await clients.stdout.receive_some(65536):
         output += chunk
+    cpu = time.process_time() - cpu_before  # this process: the server and the emitter
     await clients.wait()
     report = json.loads(output.decode().split("ready\n", 1)[1])
     elapsed = report["last"] - started
@@ -292,6 +294,7 @@ async def delivery(
     print(
         f"  {subscribers:>2} subscriber(s), {count:,} events: {total / elapsed:>9,.0f} deliveries/s"
         f" ({count / elapsed:,.0f} events/s each; last frame {elapsed:.2f} s after the first emit)"
+        f"; server CPU {cpu / total * 1e6:,.1f} µs per delivery"
     )
 
 
