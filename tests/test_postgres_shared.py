@@ -13,10 +13,15 @@ import psycopg
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.conftest import llm_settings, wait_status
+from tests.conftest import free_port, llm_settings, test_settings, wait_status
 from tests.test_conversations import events_of, message, start
 from tests.test_postgres_server import two_instances
 from tests.test_workspace_files import start_api_conversation
+from trio_openhands.core.conversation_record import ConversationRecord
+from trio_openhands.core.models import StartConversationRequest
+from trio_openhands.core.sdk_loader import SdkLoader
+from trio_openhands.core.seed_create import create_seed_conversation
+from trio_openhands.core.supervisor import Supervisor
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
 if TYPE_CHECKING:
@@ -72,6 +77,32 @@ async def test_a_socket_on_a_non_owner_answers_as_the_owners_socket_does(
                 seed_answer = json.loads(await seed_on_a.get_message())
                 assert (seed_answer["type"], seed_answer["code"]) == ("error", 422)
                 assert json.loads(await seed_on_b.get_message()) == seed_answer
+
+
+async def test_concurrent_lookups_of_a_conversation_new_to_this_instance_all_find_it(
+    nursery: trio.Nursery, tmp_path: Path, postgres_url: str
+) -> None:
+    """Both lookups miss this instance's catalog and read the store; the one that reads
+    second used to answer "not found" (a 404 on a socket opened beside another)."""
+    supervisors: list[Supervisor] = []
+    for name in ("a", "b"):
+        settings = test_settings(
+            tmp_path / name, database_url=postgres_url, port=free_port(), lease_seconds=3.0
+        )
+        supervisors.append(await nursery.start(Supervisor(settings, SdkLoader()).run))
+    a, b = supervisors
+    request = StartConversationRequest.model_validate({"llm": {"model": "openai/fake"}})
+    conversation_id = (await create_seed_conversation(a, request)).id
+    found: list[ConversationRecord | None] = []
+
+    async def look_up() -> None:
+        found.append(await b.records.find(conversation_id))
+
+    async with trio.open_nursery() as lookups:
+        for _ in range(3):
+            lookups.start_soon(look_up)
+    assert len(found) == 3
+    assert all(record is not None and record.id == conversation_id for record in found)
 
 
 async def test_profiles_saved_on_one_instance_are_used_on_another(

@@ -93,8 +93,8 @@ class Records(dict["uuid.UUID", ConversationRecord]):
         record = self.get(conversation_id)
         if record is None and self._supervisor.store.shared:
             data = await self._supervisor.store.read_record(conversation_id)
-            if data is not None and conversation_id not in self:
-                record = self.add_json(data)
+            if data is not None:  # a concurrent `find` may have added it meanwhile
+                record = self.get(conversation_id) or self.add_json(data)
         return record
 
     def page(
