@@ -216,6 +216,26 @@ async def test_closed_during_the_history_stops_there_without_live_frames() -> No
     assert subscription.close_code == CLOSE_CONVERSATION_DELETED
 
 
+async def test_batches_bring_what_is_there_at_once_and_stop_after_a_closed_history() -> None:
+    log = EventLog(subscriber_buffer=10)
+    for index in range(5):
+        add(log, index)
+    with log.subscribe(after_seq=-1) as subscription:
+        add(log, 5)
+        add(log, 6)
+        batches = subscription.batches()
+        assert ids(await anext(batches)) == ["e0", "e1", "e2", "e3", "e4"]  # the history
+        assert ids(await anext(batches)) == ["e5", "e6"]  # what was queued, together
+        add(log, 7)
+        assert ids(await anext(batches)) == ["e7"]
+    with log.subscribe(after_seq=-1) as subscription:
+        batches = subscription.batches(max_chars=1)  # a frame per batch
+        assert ids(await anext(batches)) == ["e0"]
+        add(log, 8)  # queued for live
+        log.close(CLOSE_CONVERSATION_DELETED, "deleted")
+        assert [batch async for batch in batches] == []  # no live frame after a gap
+
+
 async def test_closing_delivers_queued_frames_then_ends() -> None:
     log = EventLog(subscriber_buffer=10)
     received: list[Frame] = []

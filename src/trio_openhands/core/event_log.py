@@ -151,9 +151,13 @@ class Subscription:
             yield batch
 
     async def frames(self) -> AsyncIterator[Frame]:
-        """`batches()`, one frame at a time."""
+        """`batches()`, one frame at a time (and stopping at the frame where the history
+        was closed, for a reader that waits between frames)."""
         async for batch in self.batches():
             for frame in batch:
+                in_history = isinstance(frame, LoggedEvent) and frame.seq < self.history_end
+                if in_history and self.closed:
+                    return
                 yield frame
 
     def close(self, code: int, reason: str, *, drop_queued: bool = False) -> None:
