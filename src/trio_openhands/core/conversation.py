@@ -33,6 +33,7 @@ from trio_openhands.core.conversation_record import utc_now
 from trio_openhands.core.durable_calls import DurableSdkCalls
 from trio_openhands.core.errors import NotFound
 from trio_openhands.core.event_log import EventLog
+from trio_openhands.core.message_batches import MessageBatches
 from trio_openhands.core.terminal_close import settle_terminals
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ class Conversation(DurableSdkCalls):
         self._run_phase = "none"
         self.waiting_for_slot = False
         self.goal: GoalLoop | None = None  # an active /goal loop (core/goals.py)
+        # Messages posted while one is being sent go to the SDK together (its module).
+        self.messages = MessageBatches(self.send_batch_durably)
         # Called on the Trio thread when a run task ends, after its settled status is
         # published (the /api sockets send a full_state snapshot then). Must not raise.
         self.run_end_listeners: set[Callable[[], None]] = set()
@@ -337,7 +340,7 @@ class Conversation(DurableSdkCalls):
             await self._call_durably(
                 self.sdk.reject_pending_actions, "Superseded by a new user message"
             )
-        await trio.to_thread.run_sync(self._send_durably, message)
+        await self.messages.send(message)
         await self.flush_events()
         if run:
             self.request_run()

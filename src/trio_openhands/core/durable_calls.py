@@ -7,12 +7,13 @@ table). `Conversation` (conversation.py), whose base this is, makes its SDK call
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from openhands.sdk import LocalConversation, Message
 
@@ -63,13 +64,22 @@ class DurableSdkCalls:
             if self.files is not None:
                 self.files.sync()
 
-    def _send_durably(self, message: Message) -> None:
-        """The SDK's `send_message`, synced once its state lock is released: concurrent
-        posters' fsyncs then overlap and share a sync instead of queueing on the lock."""
-        assert self.sdk is not None
-        if self.files is None:
-            self.sdk.send_message(message)
-            return
-        with self.files.deferred():
-            self.sdk.send_message(message)
-        self.files.sync()
+    def send_batch_durably(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """The SDK's `send_message` for each message in order, under one hold of its state
+        lock (so `base_state.json` is written once), synced once the lock is released:
+        concurrent writers' fsyncs then overlap and share a sync (worker thread). The
+        outcome of each: None, or what sending it raised."""
+        sdk = self.sdk
+        assert sdk is not None
+        outcomes: list[BaseException | None] = []
+        with self.files.deferred() if self.files is not None else nullcontext(), sdk.state:
+            for message in messages:
+                try:
+                    sdk.send_message(message)
+                except Exception as error:
+                    outcomes.append(error)
+                else:
+                    outcomes.append(None)
+        if self.files is not None:
+            self.files.sync()
+        return outcomes
