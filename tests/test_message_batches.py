@@ -62,7 +62,8 @@ async def test_messages_posted_together_are_sent_in_one_batch_each_acknowledged_
     assert conversation.messages.batches == 3
     assert sorted(answered) == posted
     logged = texts_logged(conversation)
-    assert logged[0] == "first alone" and sorted(logged[1:]) == posted
+    assert logged[0] == "first alone"
+    assert sorted(logged[1:]) == posted
     # One state update per message, as when they are sent one by one, all on disk.
     stored = conversation_bytes(test_settings(tmp_path), conversation.id)
     assert sum(b'"kind":"MessageEvent"' in content for content in stored) == 9

@@ -6,8 +6,6 @@ path is a 404; a stored file this server cannot read is a 409 and is left as it 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 from quart_schema import document_querystring
@@ -25,9 +23,6 @@ from trio_openhands.stores.workspaces_store import (
 from trio_openhands.web.common import app, json_response
 from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_body, parse_query
-
-if TYPE_CHECKING:
-    pass
 
 blueprint = Blueprint("api_workspaces", __name__)
 
