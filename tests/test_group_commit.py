@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
 
+import pytest
 from openhands.sdk import LLM, Agent, LocalConversation, Message, TextContent
 from openhands.sdk.io import LocalFileStore
 from pydantic import SecretStr
@@ -104,3 +107,49 @@ def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) 
         assert len(written) >= 3
     finally:
         reloaded.close()
+
+
+def test_its_lock_excludes_the_sdks_own_lock_in_another_process_and_other_threads(
+    tmp_path: Path,
+) -> None:
+    store = GroupCommitFileStore(str(tmp_path))
+    holder = subprocess.Popen(  # the SDK's LocalFileStore.lock (filelock), elsewhere
+        [
+            sys.executable,
+            "-c",
+            "import sys; from openhands.sdk.io import LocalFileStore\n"
+            f"with LocalFileStore({str(tmp_path)!r}).lock('events/.lock'):\n"
+            "    print('held', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdin is not None
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError, match=r"events/\.lock"), store.lock("events/.lock", 0.05):
+            pass
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.wait(30) == 0
+    finally:
+        holder.kill()
+    # Free now; and while this thread holds it, another thread's attempt times out.
+    with store.lock("events/.lock", timeout=5):
+        attempts: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                with store.lock("events/.lock", timeout=0.05):
+                    attempts.append(None)
+            except TimeoutError as error:
+                attempts.append(error)
+
+        thread = threading.Thread(target=attempt)
+        thread.start()
+        thread.join()
+    assert isinstance(attempts[0], TimeoutError)
+    with store.lock("events/.lock", timeout=0.05):  # and free again once let go
+        pass
