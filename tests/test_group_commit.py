@@ -113,12 +113,14 @@ def test_its_lock_excludes_the_sdks_own_lock_in_another_process_and_other_thread
     tmp_path: Path,
 ) -> None:
     store = GroupCommitFileStore(str(tmp_path))
-    holder = subprocess.Popen(  # the SDK's LocalFileStore.lock (filelock), elsewhere
+    lock_file = tmp_path / "events" / ".lock"
+    lock_file.parent.mkdir()
+    holder = subprocess.Popen(  # filelock's FileLock, as the SDK's LocalFileStore.lock takes it
         [
             sys.executable,
             "-c",
-            "import sys; from openhands.sdk.io import LocalFileStore\n"
-            f"with LocalFileStore({str(tmp_path)!r}).lock('events/.lock'):\n"
+            "import sys; from filelock import FileLock\n"
+            f"with FileLock({str(lock_file)!r}):\n"
             "    print('held', flush=True); sys.stdin.readline()",
         ],
         stdin=subprocess.PIPE,
