@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 async def test_a_replay_goes_out_in_one_write_even_compressed(
     server: LiveServer, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="trio_openhands.web.seed.sockets")
+    caplog.set_level(logging.INFO, logger="trio_openhands.web.frame_writer")
     conversation_id = await create(server, fake_llm)
     for index in range(30):
         await send(server, conversation_id, f"note {index}: " + "words to compress " * 20, False)

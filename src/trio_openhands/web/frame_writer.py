@@ -17,13 +17,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import trio
 from quart import websocket
 from quart_trio.asgi import TrioASGIWebsocketConnection
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+
+    from trio_openhands.core.event_log import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,32 @@ class FrameWriter:
     def summary(self) -> str:
         """E.g. "812 frames in 97 writes", for the socket's closing log line."""
         return f"{self.frames} frames in {self.writes} write{'' if self.writes == 1 else 's'}"
+
+
+async def serve_subscription(
+    subscription: Subscription,
+    read_inbound: Callable[[trio.CancelScope], Awaitable[None]],
+    *,
+    name: str,
+) -> None:
+    """Write the subscription's frames in batches on the current (accepted) socket, while
+    `read_inbound` handles what the client sends (it cancels the scope it is given when the
+    client goes away), then close with the subscription's code. The log says how it ended
+    and how the frames went; `name` says which socket ("conversation <id>: socket")."""
+    writer = FrameWriter()
+    code: int | None = None
+    try:
+        async with trio.open_nursery() as socket_nursery:
+            socket_nursery.start_soon(read_inbound, socket_nursery.cancel_scope)
+            async for batch in subscription.batches():
+                await writer.send([frame.json for frame in batch])
+            socket_nursery.cancel_scope.cancel()
+        code = subscription.close_code or 1000
+        log.info("%s closing with %d (%s)", name, code, writer.summary())
+        await websocket.close(code, subscription.close_reason)
+    finally:
+        if code is None:
+            log.info("%s left by the client (%s)", name, writer.summary())
 
 
 def _hypercorn_stream(send: object) -> Any:

@@ -26,6 +26,7 @@ import json
 import logging
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -45,7 +46,7 @@ from trio_openhands.web.api.models import ApiSendMessageRequest
 from trio_openhands.web.api.state import full_state_frame
 from trio_openhands.web.common import app, supervisor
 from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
-from trio_openhands.web.frame_writer import FrameWriter
+from trio_openhands.web.frame_writer import serve_subscription
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
 from trio_openhands.web.socket_messages import Dialect
 
@@ -193,30 +194,15 @@ async def _stream(
             _offer(subscription, frame)
 
         conversation.run_end_listeners.add(after_run)
-        writer = FrameWriter()
-        code: int | None = None
         try:
             await websocket.send(snapshot)
-            async with trio.open_nursery() as socket_nursery:
-                socket_nursery.start_soon(_read_frames, conversation, socket_nursery.cancel_scope)
-                await _write_frames(subscription, writer)
-                socket_nursery.cancel_scope.cancel()
-            code = subscription.close_code or 1000
-            log.info(
-                "conversation %s: /sockets/events closing with %d (%s)",
-                conversation.id,
-                code,
-                writer.summary(),
+            await serve_subscription(
+                subscription,
+                partial(_read_frames, conversation),
+                name=f"conversation {conversation.id}: /sockets/events",
             )
-            await websocket.close(code, subscription.close_reason)
         finally:
             conversation.run_end_listeners.discard(after_run)
-            if code is None:
-                log.info(
-                    "conversation %s: /sockets/events left by the client (%s)",
-                    conversation.id,
-                    writer.summary(),
-                )
 
 
 def _offer(subscription: Subscription, frame: Transient) -> None:
@@ -231,11 +217,6 @@ def _offer(subscription: Subscription, frame: Transient) -> None:
         )
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
-
-
-async def _write_frames(subscription: Subscription, writer: FrameWriter) -> None:
-    async for batch in subscription.batches():
-        await writer.send([frame.json for frame in batch])
 
 
 async def _read_frames(conversation: Conversation, socket_scope: trio.CancelScope) -> None:

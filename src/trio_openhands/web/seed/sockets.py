@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
@@ -30,13 +31,12 @@ from trio_openhands.core.models import SendMessageRequest
 from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.common import app, parse_conversation_id, supervisor
 from trio_openhands.web.followed_socket import serve_followed_socket, stored_seq_of
-from trio_openhands.web.frame_writer import FrameWriter
+from trio_openhands.web.frame_writer import serve_subscription
 from trio_openhands.web.security import API_KEY_HEADER, key_is_valid
 from trio_openhands.web.socket_messages import Dialect
 
 if TYPE_CHECKING:
     from trio_openhands.core.conversation import Conversation
-    from trio_openhands.core.event_log import Subscription
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("sockets", __name__)
@@ -84,34 +84,11 @@ async def event_socket(raw_id: str) -> None:
             conversation.id,
             subscription.history_end - subscription.history_start,
         )
-        writer = FrameWriter()
-        code: int | None = None
-        try:
-            async with trio.open_nursery() as socket_nursery:
-                socket_nursery.start_soon(_read_messages, conversation, socket_nursery.cancel_scope)
-                await _write_events(subscription, writer)
-                socket_nursery.cancel_scope.cancel()
-            code = subscription.close_code or 1000
-            log.info(
-                "conversation %s: socket closing with %d (%s)",
-                conversation.id,
-                code,
-                writer.summary(),
-            )
-            await websocket.close(code, subscription.close_reason)
-        finally:
-            if code is None:
-                log.info(
-                    "conversation %s: socket left by the client (%s)",
-                    conversation.id,
-                    writer.summary(),
-                )
-
-
-async def _write_events(subscription: Subscription, writer: FrameWriter) -> None:
-    """History first, then live frames, until the log closes this subscription."""
-    async for batch in subscription.batches():
-        await writer.send([frame.json for frame in batch])
+        await serve_subscription(
+            subscription,
+            partial(_read_messages, conversation),
+            name=f"conversation {conversation.id}: socket",
+        )
 
 
 async def _read_messages(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
