@@ -18,8 +18,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import trio
+from hypercorn.protocol.events import Data
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from quart import websocket
 from quart_trio.asgi import TrioASGIWebsocketConnection
+from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -44,29 +48,23 @@ class FrameWritingConnection(TrioASGIWebsocketConnection):
 
 
 class FrameWriter:
-    """Sends text frames on the current (accepted) WebSocket, many at a time."""
+    """Sends text frames on the current WebSocket, many at a time. Made once the socket is
+    accepted (Hypercorn's stream has its wsproto connection from then on)."""
 
     def __init__(self) -> None:
-        self._send = websocket.scope.get(_SEND_KEY)
-        self._stream: Any = None  # looked for at the first send: the socket is accepted then
-        self._looked = False
+        self._stream = _hypercorn_stream(websocket.scope.get(_SEND_KEY))
         self.frames = 0  # sent so far, and in how many writes (for the socket's last log line)
         self.writes = 0
 
     async def send(self, texts: Sequence[str]) -> None:
         """Send `texts` as text frames in this order, in one write when possible."""
-        if not self._looked:
-            self._stream, self._looked = _hypercorn_stream(self._send), True
         stream = self._stream
-        if stream is None or not _is_open(stream):
+        if stream is None or stream.closed or stream.state != ASGIWebsocketState.CONNECTED:
             for text in texts:  # the ASGI path: it knows what to do with a closed stream
                 await websocket.send(text)
                 self.frames += 1
                 self.writes += 1
             return
-        from wsproto.events import TextMessage
-        from wsproto.utilities import LocalProtocolError
-
         connection = stream.connection
         chunks: list[bytes] = []
         for text in texts:
@@ -75,7 +73,7 @@ class FrameWriter:
             except LocalProtocolError:  # closing: Hypercorn drops frames then too
                 break
         if chunks:
-            await stream.send(_data_event(stream.stream_id, b"".join(chunks)))
+            await stream.send(Data(stream_id=stream.stream_id, data=b"".join(chunks)))
             self.frames += len(chunks)
             self.writes += 1
 
@@ -112,10 +110,6 @@ async def serve_subscription(
 
 def _hypercorn_stream(send: object) -> Any:
     """Hypercorn's WSStream behind its ASGI `send` (a bound `app_send`), or None."""
-    try:
-        from hypercorn.protocol.ws_stream import WSStream
-    except ImportError:
-        return None
     stream = getattr(send, "__self__", None)
     if not isinstance(stream, WSStream) or getattr(send, "__func__", None) is not WSStream.app_send:
         return None
@@ -123,15 +117,3 @@ def _hypercorn_stream(send: object) -> Any:
         log.warning("Hypercorn's WebSocket stream changed shape: frames go one by one")
         return None
     return stream
-
-
-def _is_open(stream: Any) -> bool:
-    from hypercorn.protocol.ws_stream import ASGIWebsocketState
-
-    return not stream.closed and stream.state == ASGIWebsocketState.CONNECTED
-
-
-def _data_event(stream_id: int, data: bytes) -> Any:
-    from hypercorn.protocol.events import Data
-
-    return Data(stream_id=stream_id, data=data)
