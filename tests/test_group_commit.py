@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -33,6 +34,32 @@ def test_files_are_the_sdk_stores_files(tmp_path: Path) -> None:
     assert plain.read("events/event-00001.json") == "é"
     assert (tmp_path / "base_state.json").stat().st_mode & 0o777 == 0o600
     assert not [p for p in tmp_path.rglob("*.tmp")], "no temporary file is left behind"
+
+
+def test_writes_skip_what_would_not_change_and_survive_a_directory_removed_behind_them(
+    tmp_path: Path,
+) -> None:
+    store = GroupCommitFileStore(str(tmp_path))
+    store.write("base_state.json", '{"a": 1}')
+    store.write("events/.marker-1", "")  # an empty file, made in place
+    store.sync()
+    before = (tmp_path / "base_state.json").stat().st_mtime_ns, store.unsynced_writes
+    store.write("base_state.json", '{"a": 1}')  # what the file holds already: no write
+    assert ((tmp_path / "base_state.json").stat().st_mtime_ns, store.unsynced_writes) == before
+    store.write("base_state.json", '{"a": 2}')
+    assert LocalFileStore(str(tmp_path)).read("base_state.json") == '{"a": 2}'
+
+    shutil.rmtree(tmp_path / "events")  # removed by someone else: made again
+    store.write("events/event-00000.json", "{}")
+    store.delete("events/.marker-1")  # gone already: no error
+    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == ["event-00000.json"]
+    store.delete("events")  # a whole directory, as the SDK's store deletes one
+    assert not (tmp_path / "events").exists()
+    store.write("events/event-00001.json", "{}")  # and made again for the next file
+    store.sync()
+    assert store.unsynced_writes == 0
+    assert [p.name for p in (tmp_path / "events").iterdir()] == ["event-00001.json"]
+    assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
 def test_concurrent_writers_share_syncs_and_each_returns_once_its_writes_are_covered(

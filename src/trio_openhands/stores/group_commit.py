@@ -10,6 +10,12 @@ each directory that gained a name, in one go. Callers that wrote concurrently sh
 `sync()`: whoever comes while one runs waits for it, then syncs what is left (a group
 commit).
 
+Each write is also lean in system calls, as every one of them hands the GIL over to the Trio
+thread and waits to get it back: the SDK's store made about 45 for a message (a directory
+created again for every file, a random temporary name, a mode set after the file was made,
+a buffered file object's probes); this one makes about a dozen (strace, bench/README).
+A write that would not change a file (what this store last wrote there) is skipped.
+
 Where a caller must sync (the server's promise: a 2xx means on disk): before a command's
 answer (after the SDK call returns, its lock released), and before an event from a run
 reaches a subscriber (the conversation's event hand-over). Writes in between are in the
@@ -20,18 +26,21 @@ can lose what no answer acknowledged yet.
 from __future__ import annotations
 
 import fcntl
+import itertools
+import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import contextmanager, suppress
 
 from openhands.sdk.io import LocalFileStore
 
+log = logging.getLogger(__name__)
+
 FILE_MODE = 0o600  # as the SDK's atomic writes: the files hold encrypted secrets
 LOCK_POLL_SECONDS = 0.01  # how often a held lock file is tried again until the timeout
+FULL_PATHS_KEPT = 4096  # the SDK's paths resolved to full paths, kept until there are more
 
 
 class GroupCommitFileStore(LocalFileStore):
@@ -46,26 +55,96 @@ class GroupCommitFileStore(LocalFileStore):
         self._synced = 0  # writes known to be on disk
         self._syncing = False
         self._deferring = threading.local()
+        self._full_paths: dict[str, str] = {}
+        self._made_dirs: set[str] = set()  # directories known to exist (made or seen here)
+        self._temporary_names = itertools.count()
+
+    def get_full_path(self, path: str) -> str:
+        """The SDK's resolution (normalised, kept inside the root), remembered: it is pure
+        Python, and a message resolves the same few paths several times."""
+        full_path = self._full_paths.get(path)
+        if full_path is None:
+            if len(self._full_paths) >= FULL_PATHS_KEPT:
+                self._full_paths.clear()
+            full_path = self._full_paths[path] = super().get_full_path(path)
+        return full_path
 
     def write(self, path: str, contents: str | bytes) -> None:
         if isinstance(contents, bytes):
             super().write(path, contents)  # the SDK writes binary files plainly, unsynced
             return
         full_path = self.get_full_path(path)
+        if self.cache.get(full_path) == contents:
+            return  # the file holds this already: written here, synced or about to be
         directory = os.path.dirname(full_path)
-        os.makedirs(directory, exist_ok=True)
-        _replace_file(full_path, contents)
+        self._make_dir(directory)
+        try:
+            self._replace_file(full_path, contents)
+        except FileNotFoundError:  # its directory was removed since: make it again
+            self._made_dirs.discard(directory)
+            self._make_dir(directory)
+            self._replace_file(full_path, contents)
         self.cache[full_path] = contents
         with self._state:
-            self._unsynced_files.add(full_path)
+            if contents:  # an empty file's inode comes with its directory's sync
+                self._unsynced_files.add(full_path)
             self._unsynced_dirs.add(directory)
             self._written += 1
 
     def delete(self, path: str) -> None:
-        super().delete(path)
+        """As the SDK's (a file or a whole directory; a missing one is no error; a failure
+        is logged, not raised), with one system call for a file."""
+        full_path = self.get_full_path(path)
+        try:
+            os.unlink(full_path)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if not os.path.isdir(full_path):
+                log.error("could not delete %s: %s", full_path, error)
+                return
+            super().delete(path)  # a whole directory (EISDIR; EPERM on some systems)
+            self._made_dirs.clear()
+        self.cache.pop(full_path, None)
         with self._state:  # the directory's entry is gone: make that durable too
-            self._unsynced_dirs.add(os.path.dirname(self.get_full_path(path)))
+            self._unsynced_dirs.add(os.path.dirname(full_path))
             self._written += 1
+
+    def _make_dir(self, directory: str) -> None:
+        if directory not in self._made_dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._made_dirs.add(directory)
+
+    def _replace_file(self, full_path: str, contents: str) -> None:
+        """The file holds `contents` at once or not at all (no fsync here): an empty file
+        is made in place; any other is written beside it under a name no other writer of
+        this process uses (and no earlier process left: O_EXCL), then renamed over."""
+        if not contents:  # nothing to be half-written (the events length marker)
+            os.close(os.open(full_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FLAGS, FILE_MODE))
+            return
+        data = contents.encode()
+        directory, name = os.path.split(full_path)
+        while True:
+            temporary = f"{directory}/.{name}.{os.getpid()}-{next(self._temporary_names)}.tmp"
+            try:
+                descriptor = os.open(
+                    temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, FILE_MODE
+                )
+            except FileExistsError:  # left by an earlier process of the same pid
+                continue
+            break
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+            finally:
+                os.close(descriptor)
+            os.replace(temporary, full_path)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     @property
     def deferring(self) -> bool:
@@ -80,7 +159,7 @@ class GroupCommitFileStore(LocalFileStore):
         anew, so it excludes this process's other threads and other processes alike, and
         the SDK's own `FileLock` on the same file."""
         lock_path = self.get_full_path(path)
-        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        self._make_dir(os.path.dirname(lock_path))
         descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + timeout
@@ -138,23 +217,7 @@ class GroupCommitFileStore(LocalFileStore):
             return self._written - self._synced
 
 
-def _replace_file(full_path: str, contents: str) -> None:
-    """Write a temporary file beside `full_path`, then rename it over (no fsync here)."""
-    path = Path(full_path)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        os.fchmod(descriptor, FILE_MODE)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            descriptor = -1
-            file.write(contents)
-        os.replace(temporary, full_path)
-    except BaseException:
-        if descriptor >= 0:
-            os.close(descriptor)
-        Path(temporary).unlink(missing_ok=True)
-        raise
+_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW  # no descriptor leaks into a child; no symlink followed
 
 
 def _fsync_all(files: set[str], dirs: set[str]) -> None:
