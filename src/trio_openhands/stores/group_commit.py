@@ -11,10 +11,11 @@ each directory that gained a name, in one go. Callers that wrote concurrently sh
 commit).
 
 Each write is also lean in system calls, as every one of them hands the GIL over to the Trio
-thread and waits to get it back: the SDK's store made about 45 for a message (a directory
-created again for every file, a random temporary name, a mode set after the file was made,
-a buffered file object's probes); this one makes about a dozen (strace, bench/README).
-A write that would not change a file (what this store last wrote there) is skipped.
+thread and waits to get it back. With the SDK's way of writing a message took about 56,
+fsyncs included (a directory made again for every file, a random temporary name, a mode set
+after the file was made, a buffered file object's probes); now about 22 (`strace -c -f` on
+the SDK's `send_message` in a loop). A write that would not change a file (what this store
+last wrote there) is skipped.
 
 Where a caller must sync (the server's promise: a 2xx means on disk): before a command's
 answer (after the SDK call returns, its lock released), and before an event from a run
