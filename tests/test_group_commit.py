@@ -62,6 +62,36 @@ def test_writes_skip_what_would_not_change_and_survive_a_directory_removed_behin
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
+def test_an_empty_file_deleted_becomes_the_next_empty_file_made_beside_it(
+    tmp_path: Path,
+) -> None:
+    """The SDK's events length marker moves at every event: one rename, no inode churn."""
+    store = GroupCommitFileStore(str(tmp_path))
+    store.write("events/.len-1.marker", "")
+    inode = (tmp_path / "events" / ".len-1.marker").stat().st_ino
+    store.delete("events/.len-1.marker")
+    assert not store.exists("events/.len-1.marker")  # gone for the store's readers
+    assert store.list("events") == []
+    with pytest.raises(FileNotFoundError):
+        store.read("events/.len-1.marker")
+    store.delete("events/.len-1.marker")  # deleting it again is no error
+    store.write("events/.len-2.marker", "")
+    assert [p.name for p in (tmp_path / "events").iterdir()] == [".len-2.marker"]
+    assert (tmp_path / "events" / ".len-2.marker").stat().st_ino == inode
+    assert store.exists("events/.len-2.marker")
+
+    store.delete("events/.len-2.marker")  # and nothing made after it: the sync deletes it
+    store.sync()
+    assert list((tmp_path / "events").iterdir()) == []
+    store.write("events/.len-3.marker", "")  # made anew
+    assert store.read("events/.len-3.marker") == ""
+    store.delete("events/.len-3.marker")
+    store.write("events/.len-3.marker", "x")  # a parked name written again is back
+    assert store.read("events/.len-3.marker") == "x"
+    store.sync()  # which the sync leaves alone
+    assert [p.read_text() for p in (tmp_path / "events").iterdir()] == ["x"]
+
+
 def test_concurrent_writers_share_syncs_and_each_returns_once_its_writes_are_covered(
     tmp_path: Path,
 ) -> None:
