@@ -451,3 +451,4 @@ async def test_session_key_over_rest_and_socket(
     with pytest.raises(InvalidStatus) as rejected:
         await open_socket(server, f"{path}?session_api_key=wrong")
     assert rejected.value.response.status_code == 403
+    assert json.loads(rejected.value.response.body) == {"detail": "Invalid session API key"}

@@ -24,6 +24,7 @@ from wsproto.events import (
     CloseConnection,
     Ping,
     RejectConnection,
+    RejectData,
     Request,
     TextMessage,
 )
@@ -109,6 +110,32 @@ class RawSocket:
                             return 101
                         if isinstance(event, RejectConnection):
                             return event.status_code
+        finally:
+            await stream.aclose()
+
+    @classmethod
+    async def refusal(
+        cls, server: LiveServer, path: str, headers: list[tuple[str, str]] | None = None
+    ) -> tuple[int, Any]:
+        """The HTTP status and JSON body a socket is refused with before it is accepted."""
+        stream, connection = await cls._connect(server, path, headers or [])
+        status, body = 0, b""
+        try:
+            with trio.fail_after(30):
+                while True:
+                    data = await stream.receive_some(65536)
+                    assert data, "the server hung up during the handshake"
+                    connection.receive_data(data)
+                    for event in connection.events():
+                        assert not isinstance(event, AcceptConnection), "accepted"
+                        if isinstance(event, RejectConnection):
+                            status = event.status_code
+                            if not event.has_body:
+                                return status, None
+                        elif isinstance(event, RejectData):
+                            body += event.data
+                            if event.body_finished:
+                                return status, json.loads(body)
         finally:
             await stream.aclose()
 
@@ -359,6 +386,24 @@ async def test_socket_auth_and_rejections_before_accept(
         assert await status(live, missing, good) == 404
         assert await status(live, socket_path("not-a-uuid"), good) == 404
         assert await status(live, path + "?after_event_id=nope", good) == 400
+        # Each refusal says what was wrong, in JSON.
+        refusal = RawSocket.refusal
+        assert await refusal(live, missing, good) == (
+            404,
+            {"detail": "Conversation not found: 00000000-0000-0000-0000-000000000000"},
+        )
+        assert await refusal(live, socket_path("not-a-uuid"), good) == (
+            404,
+            {"detail": "Conversation not found: not-a-uuid"},
+        )
+        assert await refusal(live, path + "?after_event_id=nope", good) == (
+            400,
+            {"detail": "after_event_id is not an event of this conversation: nope"},
+        )
+        assert await refusal(live, missing) == (
+            403,
+            {"detail": "Invalid or missing session API key"},
+        )
         # A bad key is refused even for a conversation that does not exist.
         assert await status(live, missing) == 403
     finally:

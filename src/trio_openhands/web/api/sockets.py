@@ -30,7 +30,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart import Blueprint, abort, websocket
+from quart import Blueprint, websocket
 
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.errors import ApiError, NotFound, ValidationFailed
@@ -75,7 +75,7 @@ async def accept_authenticated() -> bool:
     keys = app().settings.session_api_keys
     offered = websocket.headers.get(API_KEY_HEADER) or websocket.args.get("session_api_key")
     if keys and offered is not None and not key_is_valid(offered, keys):
-        abort(403)
+        raise ApiError(403, "Invalid session API key")
     await websocket.accept()
     if keys and offered is None and not await _authenticated_by_first_frame(keys):
         await websocket.close(CLOSE_AUTH_FAILED, "Authentication failed")

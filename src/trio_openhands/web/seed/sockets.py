@@ -23,10 +23,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
-from quart import Blueprint, abort, websocket
+from quart import Blueprint, websocket
 
 from trio_openhands.core import sdk_bridge
-from trio_openhands.core.errors import ApiError
+from trio_openhands.core.errors import ApiError, NotFound
 from trio_openhands.core.models import SendMessageRequest
 from trio_openhands.stores.conversation_store import OwnedElsewhere
 from trio_openhands.web.common import app, parse_conversation_id, supervisor
@@ -53,7 +53,7 @@ def socket_key_is_valid() -> bool:
 @blueprint.websocket("/conversations/<raw_id>/events/socket")
 async def event_socket(raw_id: str) -> None:
     if not socket_key_is_valid():
-        abort(403)
+        raise ApiError(403, "Invalid or missing session API key")
     after_seq: int | None = None
     if websocket.args.get("resend_all", "").lower() in ("true", "1", "yes"):
         after_seq = -1
@@ -61,22 +61,24 @@ async def event_socket(raw_id: str) -> None:
     try:
         conversation_id = parse_conversation_id(raw_id)
     except ApiError:
-        abort(404)
+        raise NotFound(f"Conversation not found: {raw_id}") from None
     try:
         conversation = await supervisor().get(conversation_id)
     except OwnedElsewhere:  # another instance runs it: follow it from the shared store
         if after_event_id:
             after_seq = await stored_seq_of(conversation_id, after_event_id)
             if after_seq is None:
-                abort(400)
+                raise _unknown_event(after_event_id) from None
         await serve_followed_socket(conversation_id, SEED_MESSAGES, after_seq=after_seq)
         return
     except ApiError as error:
-        abort(404 if error.status in (404, 422) else error.status)
+        if error.status == 422:
+            raise NotFound(f"Conversation not found: {raw_id}") from None
+        raise
     if after_event_id:
         after_seq = conversation.log.seq_of(after_event_id)
         if after_seq is None:
-            abort(400)
+            raise _unknown_event(after_event_id)
     with conversation.log.subscribe(after_seq) as subscription:
         await websocket.accept()
         log.info(
@@ -89,6 +91,10 @@ async def event_socket(raw_id: str) -> None:
             partial(_read_messages, conversation),
             name=f"conversation {conversation.id}: socket",
         )
+
+
+def _unknown_event(event_id: str) -> ApiError:
+    return ApiError(400, f"after_event_id is not an event of this conversation: {event_id}")
 
 
 async def _read_messages(conversation: Conversation, socket_scope: trio.CancelScope) -> None:
