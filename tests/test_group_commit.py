@@ -212,3 +212,25 @@ def test_its_lock_excludes_the_sdks_own_lock_in_another_process_and_other_thread
     assert isinstance(attempts[0], TimeoutError)
     with store.lock("events/.lock", timeout=0.05):  # and free again once let go
         pass
+
+
+def test_paths_resolve_as_the_sdks_store_resolves_them(tmp_path: Path) -> None:
+    ours, sdks = GroupCommitFileStore(str(tmp_path)), LocalFileStore(str(tmp_path))
+    paths = [
+        "base_state.json",
+        "events/event-00001-abc.json",
+        "events/.eventlog-len-2.marker",
+        "/events/x.json",
+        "events//x.json",
+        "events/./x.json",
+        "events/sub/../x.json",
+        "events\\x.json",
+        "events/",
+        ".",
+        "a..b/c...json",
+    ]
+    for path in paths:
+        assert ours.get_full_path(path) == sdks.get_full_path(path), path
+    for escaping in ("../outside.json", "events/../../outside.json", "..\\outside.json"):
+        with pytest.raises(ValueError, match="escapes"):
+            ours.get_full_path(escaping)

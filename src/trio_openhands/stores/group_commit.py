@@ -65,14 +65,18 @@ class GroupCommitFileStore(LocalFileStore):
         self._syncing = False
         self._deferring = threading.local()
         self._full_paths: dict[str, str] = {}
+        self._root_prefix = self.root.rstrip("/") + "/"  # the SDK made `root` absolute
         self._made_dirs: set[str] = set()  # directories known to exist (made or seen here)
         self._temporary_names = itertools.count()
         # Per directory, an empty file deleted but kept for the next empty one (the module).
         self._parked: dict[str, str] = {}
 
     def get_full_path(self, path: str) -> str:
-        """The SDK's resolution (normalised, kept inside the root), remembered: it is pure
-        Python, and a message resolves the same few paths several times."""
+        """The SDK's resolution (normalised, kept inside the root), without its cost for a
+        plain relative path (every event's and marker's: a new one each time), and
+        remembered for the others."""
+        if _is_plain_relative(path):
+            return f"{self._root_prefix}{path}"
         full_path = self._full_paths.get(path)
         if full_path is None:
             if len(self._full_paths) >= FULL_PATHS_KEPT:
@@ -285,6 +289,14 @@ class GroupCommitFileStore(LocalFileStore):
     def unsynced_writes(self) -> int:
         with self._state:
             return self._written - self._synced
+
+
+def _is_plain_relative(path: str) -> bool:
+    """Whether the SDK's resolution of `path` is `root/path` as it stands: relative, with
+    no empty, `.` or `..` part and no backslash (which the SDK reads as a separator)."""
+    if not path or path[0] == "/" or "\\" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW  # no descriptor leaks into a child; no symlink followed
