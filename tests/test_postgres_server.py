@@ -34,8 +34,23 @@ if TYPE_CHECKING:
 POSTGRES = pytest.mark.parametrize("server_settings", ["postgres"], indirect=True)
 
 
-def _rows(url: str, conversation_id: str) -> tuple[int, int, str]:
-    """(SDK files, events, the catalog's record) of the conversation, read directly."""
+async def _rows(url: str, conversation_id: str) -> tuple[int, int, str]:
+    """(SDK files, events, the catalog's record) of the conversation, read directly (in a
+    worker thread: the server under test shares this Trio thread)."""
+    return await trio.to_thread.run_sync(_blocking_rows, url, conversation_id)
+
+
+async def _execute(url: str, statement: str, *params: object) -> None:
+    """Run a statement directly, in a worker thread (see `_rows`)."""
+
+    def blocking() -> None:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(statement, params)  # type: ignore[arg-type]
+
+    await trio.to_thread.run_sync(blocking)
+
+
+def _blocking_rows(url: str, conversation_id: str) -> tuple[int, int, str]:
     key = uuid.UUID(conversation_id)
     with psycopg.connect(url) as connection:
         files = connection.execute(
@@ -49,6 +64,12 @@ def _rows(url: str, conversation_id: str) -> tuple[int, int, str]:
     assert events is not None
     assert meta is not None
     return int(files[0]), int(events[0]), json.dumps(meta[0], sort_keys=True)
+
+
+def _settings_blob(url: str) -> bytes:
+    with psycopg.connect(url) as connection:
+        row = connection.execute("SELECT content FROM blobs WHERE name = 'settings.json'")
+        return bytes(row.fetchone()[0])  # type: ignore[index]
 
 
 async def close_code(socket: WebSocketConnection) -> int | None:
@@ -97,27 +118,26 @@ async def test_a_lost_lease_stops_the_conversation_here_writing_nothing(
     with trio.fail_after(15):
         async with open_websocket_url(socket_url) as socket:
             # Another instance takes the lease over (as a claim after an expiry would).
-            with psycopg.connect(url, autocommit=True) as connection:
-                connection.execute(
-                    "UPDATE leases SET owner = 'another-instance', token = token + 1,"
-                    " expires_at = now() + interval '1 hour' WHERE conversation_id = %s",
-                    (uuid.UUID(info["id"]),),
-                )
+            await _execute(
+                url,
+                "UPDATE leases SET owner = 'another-instance', token = token + 1,"
+                " expires_at = now() + interval '1 hour' WHERE conversation_id = %s",
+                uuid.UUID(info["id"]),
+            )
             # Whatever was written before the takeover committed is all there will be: a
             # write racing with it either committed first or is refused by its fence.
-            before = _rows(url, info["id"])
+            before = await _rows(url, info["id"])
             assert await close_code(socket) == 1001  # once the next heartbeat noticed
         assert await request.wait_done() == "aborted"
         # A command here is not served by this instance (the owner is not registered).
         answer = await server.client.post(f"/conversations/{info['id']}/pause")
         assert answer.status_code == 409, answer.text
-    assert _rows(url, info["id"]) == before
+    assert await _rows(url, info["id"]) == before
 
 
 async def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, postgres_url: str) -> None:
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute("CREATE TABLE schema_version (version integer PRIMARY KEY)")
-        connection.execute("INSERT INTO schema_version VALUES (999)")
+    await _execute(postgres_url, "CREATE TABLE schema_version (version integer PRIMARY KEY)")
+    await _execute(postgres_url, "INSERT INTO schema_version VALUES (999)")
     settings = test_settings(tmp_path, database_url=postgres_url, port=free_port())
     with trio.fail_after(30), pytest.raises(ExceptionGroup) as raised:
         await serve(settings, shutdown_trigger=trio.Event())  # ends once the app failed
@@ -295,7 +315,5 @@ async def test_settings_and_secrets_are_the_same_on_every_instance(
         assert (await b.client.get("/api/settings")).json()["misc_settings"] == {"k": 1}
         value = await a.client.get("/api/settings/secrets/GITHUB_TOKEN")
         assert value.text == "ghp-shared-value"
-        with psycopg.connect(postgres_url) as connection:
-            row = connection.execute("SELECT content FROM blobs WHERE name = 'settings.json'")
-            stored = bytes(row.fetchone()[0])  # type: ignore[index]
+        stored = await trio.to_thread.run_sync(_settings_blob, postgres_url)
         assert b"ghp-shared-value" not in stored  # encrypted with the server secret
