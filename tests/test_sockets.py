@@ -98,26 +98,22 @@ class RawSocket:
         cls, server: LiveServer, path: str, headers: list[tuple[str, str]] | None = None
     ) -> int:
         """101 if the server accepts the socket, else the HTTP status it rejected it with."""
-        stream, connection = await cls._connect(server, path, headers or [])
-        try:
-            with trio.fail_after(30):
-                while True:
-                    data = await stream.receive_some(65536)
-                    assert data, "the server hung up during the handshake"
-                    connection.receive_data(data)
-                    for event in connection.events():
-                        if isinstance(event, AcceptConnection):
-                            return 101
-                        if isinstance(event, RejectConnection):
-                            return event.status_code
-        finally:
-            await stream.aclose()
+        return (await cls._handshake(server, path, headers))[0]
 
     @classmethod
     async def refusal(
         cls, server: LiveServer, path: str, headers: list[tuple[str, str]] | None = None
     ) -> tuple[int, Any]:
         """The HTTP status and JSON body a socket is refused with before it is accepted."""
+        status, body = await cls._handshake(server, path, headers)
+        assert status != 101, "accepted"
+        return status, body
+
+    @classmethod
+    async def _handshake(
+        cls, server: LiveServer, path: str, headers: list[tuple[str, str]] | None
+    ) -> tuple[int, Any]:
+        """(101, None) if accepted, else the refusal's status and JSON body (None if none)."""
         stream, connection = await cls._connect(server, path, headers or [])
         status, body = 0, b""
         try:
@@ -127,7 +123,8 @@ class RawSocket:
                     assert data, "the server hung up during the handshake"
                     connection.receive_data(data)
                     for event in connection.events():
-                        assert not isinstance(event, AcceptConnection), "accepted"
+                        if isinstance(event, AcceptConnection):
+                            return 101, None
                         if isinstance(event, RejectConnection):
                             status = event.status_code
                             if not event.has_body:
