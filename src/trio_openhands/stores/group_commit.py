@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 FILE_MODE = 0o600  # as the SDK's atomic writes: the files hold encrypted secrets
 LOCK_POLL_SECONDS = 0.01  # how often a held lock file is tried again until the timeout
-FULL_PATHS_KEPT = 4096  # the SDK's paths resolved to full paths, kept until there are more
 
 
 class GroupCommitFileStore(LocalFileStore):
@@ -64,7 +63,6 @@ class GroupCommitFileStore(LocalFileStore):
         self._synced = 0  # writes known to be on disk
         self._syncing = False
         self._deferring = threading.local()
-        self._full_paths: dict[str, str] = {}
         self._root_prefix = self.root.rstrip("/") + "/"  # the SDK made `root` absolute
         self._made_dirs: set[str] = set()  # directories known to exist (made or seen here)
         self._temporary_names = itertools.count()
@@ -73,16 +71,11 @@ class GroupCommitFileStore(LocalFileStore):
 
     def get_full_path(self, path: str) -> str:
         """The SDK's resolution (normalised, kept inside the root), without its cost for a
-        plain relative path (every event's and marker's: a new one each time), and
-        remembered for the others."""
+        plain relative path, which is what the SDK passes: 1.2 instead of 6.6 µs, about
+        six times a message."""
         if _is_plain_relative(path):
             return f"{self._root_prefix}{path}"
-        full_path = self._full_paths.get(path)
-        if full_path is None:
-            if len(self._full_paths) >= FULL_PATHS_KEPT:
-                self._full_paths.clear()
-            full_path = self._full_paths[path] = super().get_full_path(path)
-        return full_path
+        return super().get_full_path(path)
 
     def write(self, path: str, contents: str | bytes) -> None:
         if isinstance(contents, bytes):
