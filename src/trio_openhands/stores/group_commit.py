@@ -85,7 +85,7 @@ class GroupCommitFileStore(LocalFileStore):
         if self.cache.get(full_path) == contents:
             return  # the file holds this already: written here, synced or about to be
         directory = os.path.dirname(full_path)
-        if contents and self._parked.get(directory) == full_path:
+        if contents and self._is_parked(full_path):
             self._take_parked(directory)  # overwritten: no longer a pending delete
         self._make_dir(directory)
         try:
