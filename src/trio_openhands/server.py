@@ -1,4 +1,4 @@
-"""Serving the app with Hypercorn's Trio worker, from Python.
+"""Serving the app with Hypercorn's Trio worker (hypercorn_worker.py), from Python.
 
 Hypercorn binds as soon as the conversations directory is known to be free, with the early
 app in front (web/early.py: `/alive` answers while the full app is still being imported).
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 
+from trio_openhands import hypercorn_worker
 from trio_openhands.stores.file_store import release_reservation, reserve_conversations_dir
 from trio_openhands.web.early import EarlyApp
 
@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from trio_openhands.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# Hypercorn's default (100) overflows when a fleet of clients reconnects at once: the kernel
+# then drops SYNs, and each dropped client waits out TCP's retransmission timer (1 s, then 3 s,
+# then 7 s). Linux caps this at net.core.somaxconn (4096 by default).
+LISTEN_BACKLOG = 2048
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -44,6 +50,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # Off unless configured: Hypercorn 0.18 never times out a missing pong, and its ping task
     # outlives a closed socket, holding every shutdown for its whole graceful_timeout.
     config.websocket_ping_interval = settings.websocket_ping_interval
+    config.backlog = LISTEN_BACKLOG
     return config
 
 
@@ -133,7 +140,7 @@ async def _serve(
         else:
             await app.begin_shutdown()
 
-    await hypercorn_serve(app, config, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
+    await hypercorn_worker.serve(app, config, shutdown_trigger=trigger, task_status=task_status)
     if app.error is not None:
         raise app.error
     log.info("stopped")
