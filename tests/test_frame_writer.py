@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import CloseConnection, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
 from tests.conftest import STORE_INDEPENDENT, LiveServer
 from tests.test_events import all_events, create, send
 from tests.test_sockets import RawSocket, socket_path
+from trio_openhands.web.frame_writer import SHARED_FRAME_LIMIT, frame_all
 
 if TYPE_CHECKING:
     import pytest
@@ -47,3 +50,39 @@ async def test_a_replay_goes_out_in_one_write_even_compressed(
     finally:
         await raw.aclose()
     assert f"socket closing with 4004 ({len(events)} frames in 1 write)" in caplog.text
+
+
+def received_texts(chunks: list[bytes]) -> list[str]:
+    client = Connection(ConnectionType.CLIENT)
+    client.receive_data(b"".join(chunks))
+    return [event.data for event in client.events() if isinstance(event, TextMessage)]
+
+
+@STORE_INDEPENDENT
+def test_sockets_without_extensions_share_each_frame() -> None:
+    texts = ['{"id": "one"}', '{"id": "two", "text": "%s"}' % ("x" * 70_000), "\u00e9t\u00e9"]
+    first, second = Connection(ConnectionType.SERVER), Connection(ConnectionType.SERVER)
+    framed_first, framed_second = frame_all(first, texts), frame_all(second, texts)
+    # The same bytes wsproto makes for each socket, made once for the small frames.
+    own = Connection(ConnectionType.SERVER)
+    assert framed_first == framed_second == [own.send(TextMessage(data=t)) for t in texts]
+    assert framed_first[0] is framed_second[0]
+    assert framed_first[2] is framed_second[2]
+    assert len(texts[1]) > SHARED_FRAME_LIMIT
+    assert framed_first[1] is not framed_second[1]
+    assert received_texts(framed_first) == texts
+
+
+@STORE_INDEPENDENT
+def test_a_compressed_socket_frames_its_own_and_a_closing_one_none() -> None:
+    text = '{"text": "%s"}' % ("words to compress " * 20)
+    deflate = PerMessageDeflate()
+    deflate.accept("permessage-deflate")
+    compressed = Connection(ConnectionType.SERVER, extensions=[deflate])
+    [framed] = frame_all(compressed, [text])
+    assert framed[0] & 0x40  # RSV1: compressed by the socket's own extension
+    assert framed != frame_all(Connection(ConnectionType.SERVER), [text])[0]
+
+    closing = Connection(ConnectionType.SERVER)
+    closing.send(CloseConnection(code=1000))
+    assert frame_all(closing, [text]) == []

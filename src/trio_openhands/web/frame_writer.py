@@ -5,7 +5,9 @@ a protocol event, a lock, a shielded cancel scope and a send syscall on the Trio
 about 100 µs each: the whole cost of fanning an event out to many sockets. Here the frames
 a subscriber has queued are framed by the same wsproto connection Hypercorn uses (so its
 extensions, such as permessage-deflate, and its close state stay its own) and go out as one
-write through the stream's own `send`, as Hypercorn's `app_send` does for one frame.
+write through the stream's own `send`, as Hypercorn's `app_send` does for one frame. A
+socket with no extension gets the same bytes for a frame as every other such socket, so those
+are framed once per frame (`shared_frame`), not once per socket.
 
 This leans on Hypercorn's WSStream (pinned in uv.lock; tests/test_frame_writer.py fails if
 the fast path stops being taken). Served by another ASGI server, or if the stream is not
@@ -15,6 +17,7 @@ the shape this module knows, every frame goes through the ASGI `send` one by one
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -22,7 +25,9 @@ from hypercorn.protocol.events import Data
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from quart import websocket
 from quart_trio.asgi import TrioASGIWebsocketConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import TextMessage
+from wsproto.frame_protocol import FrameProtocol
 from wsproto.utilities import LocalProtocolError
 
 if TYPE_CHECKING:
@@ -33,6 +38,10 @@ if TYPE_CHECKING:
     from trio_openhands.core.event_log import Subscription
 
 log = logging.getLogger(__name__)
+
+# Frames up to this size are framed once for every plain socket; bigger ones (rare) per socket,
+# so that the cache of shared frames stays small (its 512 entries at most 32 MiB).
+SHARED_FRAME_LIMIT = 64 * 1024
 
 # Where `FrameWritingConnection` leaves the server's own ASGI `send` in a WebSocket's scope.
 _SEND_KEY = "trio_openhands.websocket_send"
@@ -65,13 +74,7 @@ class FrameWriter:
                 self.frames += 1
                 self.writes += 1
             return
-        connection = stream.connection
-        chunks: list[bytes] = []
-        for text in texts:
-            try:
-                chunks.append(connection.send(TextMessage(data=text)))
-            except LocalProtocolError:  # closing: Hypercorn drops frames then too
-                break
+        chunks = frame_all(stream.connection, texts)
         if chunks:
             await stream.send(Data(stream_id=stream.stream_id, data=b"".join(chunks)))
             self.frames += len(chunks)
@@ -106,6 +109,41 @@ async def serve_subscription(
     finally:
         if code is None:
             log.info("%s left by the client (%s)", name, writer.summary())
+
+
+def frame_all(connection: Any, texts: Sequence[str]) -> list[bytes]:
+    """`texts` framed as text messages on the wsproto `connection`, as many as it can send
+    (none once it is closing: Hypercorn drops frames then too)."""
+    protocol = getattr(connection, "_proto", None)
+    if (
+        connection.state == ConnectionState.OPEN
+        and getattr(protocol, "extensions", None) == []
+        and getattr(protocol, "_outbound_opcode", True) is None  # not inside a message
+    ):
+        return [
+            shared_frame(text)
+            if len(text) <= SHARED_FRAME_LIMIT
+            else connection.send(TextMessage(data=text))
+            for text in texts
+        ]
+    chunks: list[bytes] = []
+    for text in texts:
+        try:
+            chunks.append(connection.send(TextMessage(data=text)))
+        except LocalProtocolError:
+            break
+    return chunks
+
+
+_PLAIN_SERVER_FRAMES = FrameProtocol(client=False, extensions=[])
+
+
+@lru_cache(maxsize=512)
+def shared_frame(text: str) -> bytes:
+    """`text` as one unmasked text frame with no extension: what wsproto makes of it on any
+    server connection that negotiated none. Cached: the sockets of a conversation all send
+    the same frames within moments (a str keeps its hash, so a hit costs no rehashing)."""
+    return bytes(_PLAIN_SERVER_FRAMES.send_data(text, fin=True))
 
 
 def _hypercorn_stream(send: object) -> Any:
