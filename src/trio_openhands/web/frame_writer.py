@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Frames up to this size are framed once for every plain socket; bigger ones (rare) per socket,
-# so that the cache of shared frames stays small (its 512 entries at most 32 MiB).
+# Frames of up to this many characters are framed once for every plain socket; bigger ones
+# (rare) per socket, so that the cache of shared frames stays small (512 entries of at most
+# 256 KiB each in UTF-8).
 SHARED_FRAME_LIMIT = 64 * 1024
 
 # Where `FrameWritingConnection` leaves the server's own ASGI `send` in a WebSocket's scope.
