@@ -7,14 +7,18 @@ passes of the scheduler; under load that is what kept a liveness probe waiting f
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import trio
 import trio.testing
 
+from tests.conftest import LiveServer
 from trio_openhands.draining_listener import DrainingListener
+from trio_openhands.server import LISTEN_BACKLOG
 
 pytestmark = pytest.mark.store_independent
 
@@ -95,3 +99,14 @@ async def test_closing_closes_what_was_accepted_but_not_handed_out(
     await first.aclose()
     for client in clients:
         client.close()
+
+
+async def test_the_server_listens_with_a_deep_backlog(server: LiveServer) -> None:
+    """Hypercorn's default (100) overflowed under bench/soak.py: SYNs dropped, clients
+    waiting out TCP's 1/3/7 s retransmissions. `ss` shows a listener's backlog as Send-Q."""
+    if shutil.which("ss") is None:
+        pytest.skip("no ss (iproute2) on this machine")
+    port = urlsplit(server.url).port
+    listing = await trio.run_process(["ss", "-ltnH", f"sport = :{port}"], capture_stdout=True)
+    [line] = listing.stdout.decode().splitlines()
+    assert int(line.split()[2]) == LISTEN_BACKLOG == 2048
