@@ -78,11 +78,11 @@ async def test_accept_waits_when_the_queue_is_empty(listening: socket.socket) ->
         nursery.start_soon(accept_one)
         await trio.testing.wait_all_tasks_blocked()
         assert accepted == []
-        client = await trio.to_thread.run_sync(connect, listening, 1)
+        [client] = await trio.to_thread.run_sync(connect, listening, 1)
     assert len(accepted) == 1
     await accepted[0].aclose()
     await listener.aclose()
-    client[0].close()
+    client.close()
 
 
 async def test_closing_closes_what_was_accepted_but_not_handed_out(
