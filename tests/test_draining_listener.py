@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import trio
 import trio.testing
 
-from tests.conftest import LiveServer, start_server, test_settings
+from tests.conftest import LiveServer
 from trio_openhands.draining_listener import DrainingListener
-from trio_openhands.server import GIL_SWITCH_INTERVAL_SECONDS, LISTEN_BACKLOG
+from trio_openhands.server import LISTEN_BACKLOG
 
 pytestmark = pytest.mark.store_independent
 
@@ -112,23 +110,3 @@ async def test_the_server_listens_with_a_deep_backlog(server: LiveServer) -> Non
     listing = await trio.run_process(["ss", "-ltnH", f"sport = :{port}"], capture_stdout=True)
     [line] = listing.stdout.decode().splitlines()
     assert int(line.split()[2]) == LISTEN_BACKLOG == 2048
-
-
-async def test_the_gil_switch_interval_is_short_while_serving(tmp_path: Path) -> None:
-    """Serving sets a 1 ms switch interval (the Trio thread gets the GIL back sooner after
-    each system call), and the last server to stop gives the process its own back."""
-    before = sys.getswitchinterval()
-    assert before != GIL_SWITCH_INTERVAL_SECONDS
-    async with trio.open_nursery() as nursery:
-        first = await start_server(nursery, test_settings(tmp_path / "one"))
-        second = await start_server(nursery, test_settings(tmp_path / "two"))
-        assert (await first.client.get("/alive")).status_code == 200
-        assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL_SECONDS
-        first.stop.set()
-        await first.stopped.wait()
-        assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL_SECONDS  # the second still serves
-        second.stop.set()
-        await second.stopped.wait()
-        await first.client.aclose()
-        await second.client.aclose()
-    assert sys.getswitchinterval() == before
