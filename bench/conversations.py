@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import start_server, test_settings, wait_status
 
+from trio_openhands.stores import event_pack
 from trio_openhands.testing.fake_llm import FakeLLM, ToolCall, text, tool_calls
 
 
@@ -128,10 +129,9 @@ async def main() -> None:
             await server.aclose()
             nursery.cancel_scope.cancel()
 
-        events_per = len(
-            list(
-                (settings.conversations_dir / uuid.UUID(source["id"]).hex / "events").glob("*.json")
-            )
+        events_dir = settings.conversations_dir / uuid.UUID(source["id"]).hex / "events"
+        events_per = len(list(events_dir.glob("*.json"))) + sum(
+            1 for _ in event_pack.records(str(events_dir / event_pack.PACK_NAME))
         )
         restore_dir = folder / "restore"
         restore_dir.mkdir()

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
+from trio_openhands.stores import event_pack
+
 if TYPE_CHECKING:
     from trio_openhands.settings import Settings
 
@@ -49,7 +51,13 @@ def conversation_bytes(settings: Settings, conversation_id: str | uuid.UUID) -> 
     """Everything stored for the conversation, one item per file or row; [] when nothing."""
     if settings.database_url is None:
         folder = settings.conversations_dir / _hex(conversation_id)
-        return [p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()]
+        found: list[bytes] = []
+        for path in sorted(folder.rglob("*")):
+            if path.name == event_pack.PACK_NAME:  # one item per event it holds
+                found += [data for _, data in event_pack.records(str(path))]
+            elif path.is_file():
+                found.append(path.read_bytes())
+        return found
     key = uuid.UUID(str(conversation_id))
     found: list[bytes] = []
     with psycopg.connect(settings.database_url) as connection:

@@ -1,4 +1,5 @@
-"""The group-commit store of the SDK's files: the SDK's layout, and syncs shared by threads."""
+"""The group-commit store of the SDK's files: the SDK's names (its events packed in one
+file), and syncs shared by threads."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from pathlib import Path
 
 import pytest
 from openhands.sdk import LLM, Agent, LocalConversation, Message, TextContent
+from openhands.sdk.event import MessageEvent
 from openhands.sdk.io import LocalFileStore
 from pydantic import SecretStr
 
+from trio_openhands.stores.event_pack import PACK_NAME
 from trio_openhands.stores.group_commit import GroupCommitFileStore
 
 
-def test_files_are_the_sdk_stores_files(tmp_path: Path) -> None:
+def test_the_sdks_names_read_back_with_events_in_one_pack(tmp_path: Path) -> None:
     store = GroupCommitFileStore(str(tmp_path))
     store.write("events/event-00000.json", '{"a": 1}')
     store.write("base_state.json", "{}")
@@ -28,12 +31,18 @@ def test_files_are_the_sdk_stores_files(tmp_path: Path) -> None:
     store.sync()
     assert store.unsynced_writes == 0
 
-    plain = LocalFileStore(str(tmp_path))
-    assert plain.read("base_state.json") == '{"b": 2}'
-    assert plain.list("events") == ["events/event-00001.json"]
-    assert plain.read("events/event-00001.json") == "é"
+    assert LocalFileStore(str(tmp_path)).read("base_state.json") == '{"b": 2}'
     assert (tmp_path / "base_state.json").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in (tmp_path / "events").iterdir()] == [PACK_NAME]
+    assert (tmp_path / "events" / PACK_NAME).stat().st_mode & 0o777 == 0o600
     assert not [p for p in tmp_path.rglob("*.tmp")], "no temporary file is left behind"
+    for each in (store, GroupCommitFileStore(str(tmp_path))):  # this store, and a new one
+        assert each.list("events") == ["events/event-00001.json"]
+        assert each.read("events/event-00001.json") == "é"
+        assert each.exists("events/event-00001.json")
+        assert not each.exists("events/event-00000.json")
+        with pytest.raises(FileNotFoundError):
+            each.read("events/event-00000.json")
 
 
 def test_writes_skip_what_would_not_change_and_survive_a_directory_removed_behind_them(
@@ -41,7 +50,7 @@ def test_writes_skip_what_would_not_change_and_survive_a_directory_removed_behin
 ) -> None:
     store = GroupCommitFileStore(str(tmp_path))
     store.write("base_state.json", '{"a": 1}')
-    store.write("events/.marker-1", "")  # an empty file, made in place
+    store.write("events/.other-1", "")  # an empty file (not the SDK's marker), made in place
     store.sync()
     before = (tmp_path / "base_state.json").stat().st_mtime_ns, store.unsynced_writes
     store.write("base_state.json", '{"a": 1}')  # what the file holds already: no write
@@ -50,46 +59,44 @@ def test_writes_skip_what_would_not_change_and_survive_a_directory_removed_behin
     assert LocalFileStore(str(tmp_path)).read("base_state.json") == '{"a": 2}'
 
     shutil.rmtree(tmp_path / "events")  # removed by someone else: made again
+    store.write("notes/one.json", "{}")
+    shutil.rmtree(tmp_path / "notes")
+    store.write("notes/two.json", "{}")
+    store.delete("events/.other-1")  # gone already: no error
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["two.json"]
     store.write("events/event-00000.json", "{}")
-    store.delete("events/.marker-1")  # gone already: no error
-    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == ["event-00000.json"]
     store.delete("events")  # a whole directory, as the SDK's store deletes one
     assert not (tmp_path / "events").exists()
+    assert store.list("events") == []
     store.write("events/event-00001.json", "{}")  # and made again for the next file
     store.sync()
     assert store.unsynced_writes == 0
-    assert [p.name for p in (tmp_path / "events").iterdir()] == ["event-00001.json"]
+    assert GroupCommitFileStore(str(tmp_path)).list("events") == ["events/event-00001.json"]
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
-def test_an_empty_file_deleted_becomes_the_next_empty_file_made_beside_it(
+def test_the_events_length_marker_lives_in_memory_and_an_old_one_on_disk_goes(
     tmp_path: Path,
 ) -> None:
-    """The SDK's events length marker moves at every event: one rename, no inode churn."""
+    """The SDK moves its marker at every event: no file made or removed for it, but one an
+    earlier version left is deleted when the SDK first moves it."""
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / ".eventlog-len-1.marker").write_text("")  # an earlier version's
     store = GroupCommitFileStore(str(tmp_path))
-    store.write("events/.len-1.marker", "")
-    inode = (tmp_path / "events" / ".len-1.marker").stat().st_ino
-    store.delete("events/.len-1.marker")
-    assert not store.exists("events/.len-1.marker")  # gone for the store's readers
+    assert not store.exists("events/.eventlog-len-1.marker")  # not to be trusted: a rescan
     assert store.list("events") == []
+    store.delete("events/.eventlog-len-1.marker")
+    assert list((tmp_path / "events").iterdir()) == []
+    store.write("events/.eventlog-len-2.marker", "")
+    assert store.exists("events/.eventlog-len-2.marker")
+    assert store.read("events/.eventlog-len-2.marker") == ""
+    assert store.list("events") == ["events/.eventlog-len-2.marker"]
+    store.delete("events/.eventlog-len-2.marker")
+    assert not store.exists("events/.eventlog-len-2.marker")
     with pytest.raises(FileNotFoundError):
-        store.read("events/.len-1.marker")
-    store.delete("events/.len-1.marker")  # deleting it again is no error
-    store.write("events/.len-2.marker", "")
-    assert [p.name for p in (tmp_path / "events").iterdir()] == [".len-2.marker"]
-    assert (tmp_path / "events" / ".len-2.marker").stat().st_ino == inode
-    assert store.exists("events/.len-2.marker")
-
-    store.delete("events/.len-2.marker")  # and nothing made after it: the sync deletes it
+        store.read("events/.eventlog-len-2.marker")
     store.sync()
     assert list((tmp_path / "events").iterdir()) == []
-    store.write("events/.len-3.marker", "")  # made anew
-    assert store.read("events/.len-3.marker") == ""
-    store.delete("events/.len-3.marker")
-    store.write("events/.len-3.marker", "x")  # a parked name written again is back
-    assert store.read("events/.len-3.marker") == "x"
-    store.sync()  # which the sync leaves alone
-    assert [p.read_text() for p in (tmp_path / "events").iterdir()] == ["x"]
 
 
 def test_concurrent_writers_share_syncs_and_each_returns_once_its_writes_are_covered(
@@ -103,6 +110,7 @@ def test_concurrent_writers_share_syncs_and_each_returns_once_its_writes_are_cov
         start.wait()
         for number in range(40):
             store.write(f"events/{index}-{number}.json", f"{index} {number}")
+            store.write(f"state/{index}-{number}.json", f"{index} {number}")
             store.sync()
         leftovers.append(store.unsynced_writes)
 
@@ -113,19 +121,93 @@ def test_concurrent_writers_share_syncs_and_each_returns_once_its_writes_are_cov
         thread.join()
     assert store.unsynced_writes == 0
     assert len(leftovers) == 8
-    assert len(list((tmp_path / "events").iterdir())) == 8 * 40
+    assert len(list((tmp_path / "state").iterdir())) == 8 * 40
+    reread = GroupCommitFileStore(str(tmp_path))
+    names = reread.list("events")
+    assert len(names) == 8 * 40
+    assert all(reread.read(name) == name[7:-5].replace("-", " ") for name in names)
 
 
 def test_a_failed_sync_keeps_its_files_for_the_next(tmp_path: Path) -> None:
     store = GroupCommitFileStore(str(tmp_path))
-    store.write("events/one.json", "1")
-    (tmp_path / "events" / "one.json").unlink()  # gone before the sync: nothing to fsync
+    store.write("state/one.json", "1")
+    (tmp_path / "state" / "one.json").unlink()  # gone before the sync: nothing to fsync
     store.sync()
     assert store.unsynced_writes == 0
 
 
+def test_a_torn_record_at_the_packs_end_is_cut_off_and_the_next_goes_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a machine that lost power may leave: a short last record, or a wrong checksum."""
+    store = GroupCommitFileStore(str(tmp_path))
+    for number in range(3):
+        store.write(f"events/event-{number:05d}-a.json", f'{{"n": {number}}}')
+    store.close()
+    pack = tmp_path / "events" / PACK_NAME
+    whole = pack.read_bytes()
+    pack.write_bytes(whole[:-3])  # the third record cut short
+    reread = GroupCommitFileStore(str(tmp_path))
+    assert reread.list("events") == ["events/event-00000-a.json", "events/event-00001-a.json"]
+    assert "torn bytes at its end cut off" in caplog.text
+    reread.write("events/event-00002-b.json", '{"n": "again"}')
+    reread.close()
+    third = GroupCommitFileStore(str(tmp_path))
+    assert third.read("events/event-00002-b.json") == '{"n": "again"}'
+    assert third.read("events/event-00001-a.json") == '{"n": 1}'
+
+    flipped = bytearray(pack.read_bytes())
+    flipped[-3] ^= 0x01  # the last record's data, its checksum now wrong
+    pack.write_bytes(bytes(flipped))
+    assert GroupCommitFileStore(str(tmp_path)).list("events") == [
+        "events/event-00000-a.json",
+        "events/event-00001-a.json",
+    ]
+
+
+def test_event_files_written_before_packing_are_read_beside_the_pack(tmp_path: Path) -> None:
+    """An earlier version's folder, or the SDK's own (a fork): nothing to migrate."""
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "event-00000-a.json").write_text('{"old": 0}')
+    (tmp_path / "events" / "event-00001-b.json").write_text('{"old": 1}')
+    store = GroupCommitFileStore(str(tmp_path))
+    store.write("events/event-00002-c.json", '{"new": 2}')
+    store.write("events/event-00001-b.json", '{"new": 1}')  # rewritten: the pack's wins
+    assert sorted(store.list("events")) == [
+        "events/event-00000-a.json",
+        "events/event-00001-b.json",
+        "events/event-00002-c.json",
+    ]
+    reread = GroupCommitFileStore(str(tmp_path))
+    assert [reread.read(f"events/event-0000{n}-{c}.json") for n, c in enumerate("abc")] == [
+        '{"old": 0}',
+        '{"new": 1}',
+        '{"new": 2}',
+    ]
+    reread.delete("events/event-00000-a.json")
+    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == [
+        PACK_NAME,
+        "event-00001-b.json",
+    ]
+    reread.delete("events/event-00001-b.json")  # in the pack and on disk: gone from both
+    assert GroupCommitFileStore(str(tmp_path)).list("events") == ["events/event-00002-c.json"]
+
+
+def test_a_closed_store_opens_its_pack_again_when_next_used(tmp_path: Path) -> None:
+    store = GroupCommitFileStore(str(tmp_path))
+    store.write("events/event-00000-a.json", "0")
+    store.close()
+    store.close()  # twice is no error
+    store.write("events/event-00001-a.json", "1")
+    store.close()
+    assert GroupCommitFileStore(str(tmp_path)).list("events") == [
+        "events/event-00000-a.json",
+        "events/event-00001-a.json",
+    ]
+
+
 def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) -> None:
-    """What the SDK writes through this store, the SDK's own store reads back."""
+    """What the SDK writes through this store, it loads again through a new one."""
     conversation_id = uuid.uuid4()
     folder = tmp_path / conversation_id.hex
     llm = LLM(model="openai/none", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("x"))
@@ -151,10 +233,12 @@ def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) 
     written = [event.id for event in conversation.state.events]
     conversation.close()
 
+    store.close()
     reloaded = LocalConversation(
         agent=Agent(llm=llm, tools=[]),
         workspace=str(tmp_path / "work"),
-        persistence_dir=str(tmp_path),  # the SDK's LocalFileStore
+        persistence_dir=str(tmp_path),
+        file_store=GroupCommitFileStore(str(folder)),
         conversation_id=conversation_id,
         visualizer=None,
         delete_on_close=False,
@@ -162,6 +246,54 @@ def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) 
     try:
         assert [event.id for event in reloaded.state.events] == written
         assert len(written) >= 3
+    finally:
+        reloaded.close()
+
+
+def test_the_sdk_goes_on_through_it_with_a_conversation_its_own_store_wrote(
+    tmp_path: Path,
+) -> None:
+    """A conversation from before packing (the SDK's layout, a file per event): its events
+    stay files, the new ones go to the pack, and all of them load in order."""
+    conversation_id = uuid.uuid4()
+    folder = tmp_path / conversation_id.hex
+    llm = LLM(model="openai/none", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("x"))
+
+    def opened(file_store: GroupCommitFileStore | None) -> LocalConversation:
+        return LocalConversation(
+            agent=Agent(llm=llm, tools=[]),
+            workspace=str(tmp_path / "work"),
+            persistence_dir=str(tmp_path),
+            file_store=file_store,
+            conversation_id=conversation_id,
+            visualizer=None,
+            delete_on_close=False,
+        )
+
+    written: list[str] = []
+    for file_store in (None, GroupCommitFileStore(str(folder))):  # the SDK's own, then ours
+        conversation = opened(file_store)
+        conversation.send_message(Message(role="user", content=[TextContent(text="hi")]))
+        assert [event.id for event in conversation.state.events][: len(written)] == written
+        written = [event.id for event in conversation.state.events]
+        conversation.close()
+        if file_store is not None:
+            file_store.sync()
+            file_store.close()
+    files = {p.name for p in (folder / "events").iterdir()}
+    assert PACK_NAME in files
+    assert sum(name.startswith("event-") for name in files) >= 1
+    reloaded = opened(GroupCommitFileStore(str(folder)))
+    try:
+        assert [event.id for event in reloaded.state.events] == written
+        texts = [
+            content.text
+            for event in reloaded.state.events
+            if isinstance(event, MessageEvent)
+            for content in event.llm_message.content
+            if isinstance(content, TextContent)
+        ]
+        assert texts == ["hi", "hi"]
     finally:
         reloaded.close()
 

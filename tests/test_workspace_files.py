@@ -408,6 +408,9 @@ async def test_trajectory_zip_holds_the_stored_conversation_without_secrets(
 ) -> None:
     conversation_id = await start_api_conversation(server, fake_llm, tmp_path / "w")
     hex_id = uuid.UUID(conversation_id).hex
+    message = {"role": "user", "content": [{"type": "text", "text": "zipped"}], "run": False}
+    posted = await server.client.post(f"/api/conversations/{conversation_id}/events", json=message)
+    assert posted.status_code == 200, posted.text
     answer = await server.client.get(f"/api/file/download-trajectory/{conversation_id}")
     assert answer.status_code == 200, answer.text
     assert f'filename="{hex_id}.zip"' in answer.headers["content-disposition"]
@@ -415,7 +418,21 @@ async def test_trajectory_zip_holds_the_stored_conversation_without_secrets(
         names = archive.namelist()
         state = json.loads(archive.read(f"{hex_id}/base_state.json"))
         everything = b"".join(archive.read(name) for name in names if not name.endswith("/"))
+        # The SDK's layout, a file per event, whatever the store keeps them in.
+        zipped = [
+            json.loads(archive.read(name))["id"]
+            for name in sorted(names)
+            if name.startswith(f"{hex_id}/events/event-")
+        ]
     assert f"{hex_id}/meta.json" in names
+    assert not [name for name in names if name.endswith(".pack")]
+    search = f"/api/conversations/{conversation_id}/events/search"
+    logged = (await server.client.get(search, params={"limit": 100})).json()["items"]
+    # What was logged when the ZIP was made (an auto-title's update may come after it).
+    assert zipped == [event["id"] for event in logged][: len(zipped)]
+    message_ids = [event["id"] for event in logged if event["kind"] == "MessageEvent"]
+    assert message_ids
+    assert set(message_ids) <= set(zipped)
     assert state["agent"]["llm"]["api_key"] == "**********"
     assert b"test-key" not in everything
     assert b"gAAAAA" not in everything

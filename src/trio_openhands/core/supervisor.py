@@ -340,6 +340,10 @@ class Supervisor:
             reason = "conversation unloaded" if conversation.unloading else "server shutting down"
             await conversation.close_runtime(CLOSE_GOING_AWAY, reason)
             await self._logged("saving", self._save_and_release(conversation), conversation)
+        if conversation.files is not None:  # its events pack's descriptor
+            await self._logged(
+                "closing files", trio.to_thread.run_sync(conversation.files.close), conversation
+            )
         # The events' text is freed now, not at the cyclic collector's next full pass.
         conversation.log.release()
         if conversation.sdk is not None:

@@ -3,27 +3,24 @@
 The SDK's own `LocalFileStore` fsyncs every file it writes (an event, the events length
 marker, `base_state.json`), with the conversation's state lock held: a message costs
 five fsyncs in a row, and concurrent posters queue behind them (about 70 % of a
-message's time on this kind of machine). This store writes the same files in the same
-layout (temporary file, rename; readable by the SDK's store and by earlier versions of
-this server) and leaves them to `sync()`, which fsyncs every file written so far, and
-each directory that gained a name, in one go. Callers that wrote concurrently share one
-`sync()`: whoever comes while one runs waits for it, then syncs what is left (a group
-commit).
+message's time on this kind of machine). This store writes the same files (temporary
+file, rename), its events aside (below), and leaves them to `sync()`, which fsyncs every
+file written so far, and each directory that gained a name, in one go. Callers that wrote
+concurrently share one `sync()`: whoever comes while one runs waits for it, then syncs what
+is left (a group commit).
 
 Each write is also lean in system calls, as every one of them hands the GIL over to the Trio
 thread and waits to get it back. With the SDK's way of writing a message took about 56,
 fsyncs included (a directory made again for every file, a random temporary name, a mode set
 after the file was made, a buffered file object's probes); now about 22 (`strace -c -f` on
-the SDK's `send_message` in a loop). A write that would not change a file (what this store
-last wrote there) is skipped.
+the SDK's `send_message` in a loop), and fewer again with events packed. A write that
+would not change a file (what this store last wrote there) is skipped.
 
-The SDK moves its events length marker (an empty file) at every event: it deletes the old
-one, then makes the new one. Here the deleted empty file is kept aside ("parked", invisible
-to this store's readers) and renamed to the next empty file made in its directory: one
-rename instead of an unlink and a create. Besides the calls, that spares the filesystem an
-inode freed and one allocated per event: ext4 skips recently freed inodes when it allocates
-one, and at hundreds of events a second that scan was a tenth of the server's CPU (perf).
-A sync unlinks whatever is still parked, so the disk holds what the SDK asked for.
+Events go to one file appended to, the events directory's pack (stores/event_pack.py),
+not a file each: the SDK's names and contents, read back as files. The SDK's events length
+marker (an empty file it deletes and makes again at every event, named after the count so
+another process's writer can tell it is behind) is kept in memory: only this process writes
+this folder (the conversations directory's lock, stores/file_store.py).
 
 Where a caller must sync (the server's promise: a 2xx means on disk): before a command's
 answer (after the SDK call returns, its lock released), and before an event from a run
@@ -43,16 +40,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from openhands.sdk.conversation.persistence_const import EVENTS_DIR
 from openhands.sdk.io import LocalFileStore
+
+from trio_openhands.stores.event_pack import PACK_NAME, EventPack
 
 log = logging.getLogger(__name__)
 
 FILE_MODE = 0o600  # as the SDK's atomic writes: the files hold encrypted secrets
 LOCK_POLL_SECONDS = 0.01  # how often a held lock file is tried again until the timeout
+MARKER_PREFIX = ".eventlog-len-"  # the SDK's events length marker (its event_store.py)
+_PLAIN, _PACKED, _MARKER = object(), object(), object()  # what a path is to this store
 
 
 class GroupCommitFileStore(LocalFileStore):
-    """`LocalFileStore` whose text writes are made durable by `sync()`."""
+    """`LocalFileStore` whose text writes are made durable by `sync()`, its events packed."""
 
     def __init__(self, root: str, cache_limit_size: int = 500) -> None:
         super().__init__(root, cache_limit_size=cache_limit_size)
@@ -66,8 +68,9 @@ class GroupCommitFileStore(LocalFileStore):
         self._root_prefix = self.root.rstrip("/") + "/"  # the SDK made `root` absolute
         self._made_dirs: set[str] = set()  # directories known to exist (made or seen here)
         self._temporary_names = itertools.count()
-        # Per directory, an empty file deleted but kept for the next empty one (the module).
-        self._parked: dict[str, str] = {}
+        self._events_dir = self._root_prefix + EVENTS_DIR
+        self._pack = EventPack(self._events_dir, FILE_MODE)
+        self._markers: set[str] = set()  # the events length markers (full paths): see above
 
     def get_full_path(self, path: str) -> str:
         """The SDK's resolution (normalised, kept inside the root), without its cost for a
@@ -82,55 +85,88 @@ class GroupCommitFileStore(LocalFileStore):
             super().write(path, contents)  # the SDK writes binary files plainly, unsynced
             return
         full_path = self.get_full_path(path)
+        kind = self._kind(full_path)
+        if kind is _MARKER:
+            self._markers.add(full_path)
+            return
         if self.cache.get(full_path) == contents:
             return  # the file holds this already: written here, synced or about to be
         directory = os.path.dirname(full_path)
-        if contents and self._is_parked(full_path):
-            self._take_parked(directory)  # overwritten: no longer a pending delete
         self._make_dir(directory)
         try:
-            self._replace_file(full_path, contents)
+            made = self._store(kind, full_path, contents)
         except FileNotFoundError:  # its directory was removed since: make it again
             self._made_dirs.discard(directory)
             self._make_dir(directory)
-            self._replace_file(full_path, contents)
+            made = self._store(kind, full_path, contents)
         self.cache[full_path] = contents
         with self._state:
-            if contents:  # an empty file's inode comes with its directory's sync
-                self._unsynced_files.add(full_path)
-            self._unsynced_dirs.add(directory)
+            if kind is _PACKED:
+                self._unsynced_files.add(self._pack.path)
+                if made:
+                    self._unsynced_dirs.add(directory)
+            else:
+                if contents:  # an empty file's inode comes with its directory's sync
+                    self._unsynced_files.add(full_path)
+                self._unsynced_dirs.add(directory)
             self._written += 1
 
     def read(self, path: str) -> str:
-        if self._is_parked(self.get_full_path(path)):
+        full_path = self.get_full_path(path)
+        kind = self._kind(full_path)
+        if kind is _MARKER:
+            if full_path in self._markers:
+                return ""
             raise FileNotFoundError(path)
-        return super().read(path)
+        if kind is _PACKED:
+            cached = self.cache.get(full_path)
+            if cached is not None:
+                return cached
+            data = self._pack.read(os.path.basename(full_path))
+            if data is not None:
+                text = data.decode()
+                self.cache[full_path] = text
+                return text
+        return super().read(path)  # a file, maybe one written before events were packed
 
     def exists(self, path: str) -> bool:
         full_path = self.get_full_path(path)
-        return not self._is_parked(full_path) and os.path.exists(full_path)
+        kind = self._kind(full_path)
+        if kind is _MARKER:
+            return full_path in self._markers
+        if kind is _PACKED and os.path.basename(full_path) in self._pack:
+            return True
+        return os.path.exists(full_path)
 
     def list(self, path: str) -> list[str]:
-        return [
-            name for name in super().list(path) if not self._is_parked(self.get_full_path(name))
+        listed = super().list(path)
+        if self.get_full_path(path) != self._events_dir:
+            return listed
+        prefix = path.rstrip("/") + "/"
+        hidden = {prefix + PACK_NAME}
+        found = [
+            name
+            for name in listed
+            if name not in hidden and not os.path.basename(name).startswith(MARKER_PREFIX)
         ]
+        on_disk = set(found)
+        found += [prefix + name for name in self._pack.names() if prefix + name not in on_disk]
+        found += [prefix + os.path.basename(marker) for marker in self._markers]
+        return found
 
     def delete(self, path: str) -> None:
         """As the SDK's (a file or a whole directory; a missing one is no error; a failure
-        is logged, not raised), with one system call for a file, none for an empty one
-        (parked, see the module)."""
+        is logged, not raised), with one system call for a file."""
         full_path = self.get_full_path(path)
-        if self._is_parked(full_path):
-            return  # deleted already
-        if self.cache.get(full_path) == "":
-            directory = os.path.dirname(full_path)
+        kind = self._kind(full_path)
+        if kind is _MARKER and full_path in self._markers:
+            self._markers.discard(full_path)
+            return  # else one an earlier version left on disk: deleted below
+        self.cache.pop(full_path, None)
+        if kind is _PACKED and self._pack.delete(os.path.basename(full_path)):
             with self._state:
-                earlier = self._parked.get(directory)
-                self._parked[directory] = full_path
-            self.cache.pop(full_path, None)
-            if earlier is not None:  # one parked per directory: the earlier one goes
-                self._unlink_quietly(earlier)
-            return
+                self._unsynced_files.add(self._pack.path)
+                self._written += 1
         try:
             os.unlink(full_path)
         except FileNotFoundError:
@@ -139,32 +175,38 @@ class GroupCommitFileStore(LocalFileStore):
             if not os.path.isdir(full_path):
                 log.error("could not delete %s: %s", full_path, error)
                 return
+            self._forget_dirs_under(full_path)
             super().delete(path)  # a whole directory (EISDIR; EPERM on some systems)
-            self._made_dirs.clear()
-            with self._state:
-                self._parked.clear()
-        self.cache.pop(full_path, None)
         with self._state:  # the directory's entry is gone: make that durable too
             self._unsynced_dirs.add(os.path.dirname(full_path))
             self._written += 1
 
-    def _is_parked(self, full_path: str) -> bool:
-        return self._parked.get(os.path.dirname(full_path)) == full_path
+    def close(self) -> None:
+        """Let go of the events pack's descriptor (a later use opens it again)."""
+        self._pack.close()
 
-    def _take_parked(self, directory: str) -> str | None:
-        with self._state:
-            return self._parked.pop(directory, None)
+    def _kind(self, full_path: str) -> object:
+        directory, name = os.path.split(full_path)
+        if directory != self._events_dir:
+            return _PLAIN
+        if name.startswith(MARKER_PREFIX):
+            return _MARKER
+        return _PLAIN if name.startswith(".") else _PACKED
 
-    def _unlink_quietly(self, full_path: str) -> None:
-        try:
-            os.unlink(full_path)
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            log.error("could not delete %s: %s", full_path, error)
-        with self._state:
-            self._unsynced_dirs.add(os.path.dirname(full_path))
-            self._written += 1
+    def _store(self, kind: object, full_path: str, contents: str) -> bool:
+        """Write `contents` as `kind` says; True when that made the pack file."""
+        if kind is _PACKED:
+            return self._pack.append(os.path.basename(full_path), contents.encode())
+        self._replace_file(full_path, contents)
+        return False
+
+    def _forget_dirs_under(self, full_path: str) -> None:
+        """A whole directory is about to go: what this store knew of it goes too."""
+        self._made_dirs.clear()
+        if self._events_dir == full_path or self._events_dir.startswith(full_path + "/"):
+            self._pack.close()
+            self._pack = EventPack(self._events_dir, FILE_MODE)
+            self._markers.clear()
 
     def _make_dir(self, directory: str) -> None:
         if directory not in self._made_dirs:
@@ -175,14 +217,7 @@ class GroupCommitFileStore(LocalFileStore):
         """The file holds `contents` at once or not at all (no fsync here): an empty file
         is made in place; any other is written beside it under a name no other writer of
         this process uses (and no earlier process left: O_EXCL), then renamed over."""
-        if not contents:  # nothing to be half-written (the events length marker)
-            parked = self._take_parked(os.path.dirname(full_path))
-            if parked is not None:
-                try:
-                    os.rename(parked, full_path)
-                    return
-                except FileNotFoundError:  # unlinked by a sync meanwhile: make it anew
-                    pass
+        if not contents:  # nothing to be half-written
             os.close(os.open(full_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FLAGS, FILE_MODE))
             return
         data = contents.encode()
@@ -249,10 +284,6 @@ class GroupCommitFileStore(LocalFileStore):
 
     def sync(self) -> None:
         """Return once every write (and delete) made before the call is on disk (fsync)."""
-        with self._state:
-            parked, self._parked = list(self._parked.values()), {}
-        for full_path in parked:  # deleted: now for good
-            self._unlink_quietly(full_path)
         with self._state:
             target = self._written
             while self._synced < target:

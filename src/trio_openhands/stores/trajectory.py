@@ -1,7 +1,8 @@
 """A conversation's trajectory: its stored files as a ZIP, secrets redacted.
 
 What `GET /api/file/download-trajectory/{id}` serves, from either store: the SDK's files
-(state, events) and the server's `meta.json`, each entry under the conversation's id. The
+(state, events: a packed events file as the files the SDK writes, stores/event_pack.py)
+and the server's `meta.json`, each entry under the conversation's id. The
 files store reads the conversation's folder (`write_folder_zip`), the PostgreSQL store its
 rows (`write_entries_zip`); both redact the same way. Blocking: call from worker threads.
 """
@@ -11,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
+
+from trio_openhands.stores import event_pack
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -33,6 +37,7 @@ def write_folder_zip(conversation_dir: Path, out: IO[bytes]) -> bool:
             archive.write(conversation_dir, conversation_dir.name)
         except FileNotFoundError:
             return False
+        packed: set[str] = set()  # entries made from an events pack (sorted before files)
         for path in sorted(_walk(conversation_dir)):
             if _left_out(PurePosixPath(path.relative_to(conversation_dir))) or path.is_symlink():
                 continue
@@ -40,11 +45,26 @@ def write_folder_zip(conversation_dir: Path, out: IO[bytes]) -> bool:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 if path.is_dir():
                     archive.write(path, arcname)
-                elif path.is_file():
+                elif path.name == event_pack.PACK_NAME:  # its events, as the SDK's files
+                    packed |= _write_pack(archive, path, arcname)
+                elif path.is_file() and arcname not in packed:  # the pack's is the newer
                     info = zipfile.ZipInfo.from_file(path, arcname)
                     data = _redacted(path.name, path.read_bytes())
                     archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
     return True
+
+
+def _write_pack(archive: zipfile.ZipFile, pack: Path, arcname: str) -> set[str]:
+    """A pack's events as the files the SDK would have written beside it; their names."""
+    directory = PurePosixPath(arcname).parent
+    stamp = time.localtime(pack.stat().st_mtime)[:6]
+    written: set[str] = set()
+    for name, data in event_pack.records(str(pack)):
+        info = zipfile.ZipInfo(str(directory / name), stamp)
+        info.external_attr = 0o600 << 16
+        archive.writestr(info, _redacted(name, data), compress_type=zipfile.ZIP_DEFLATED)
+        written.add(info.filename)
+    return written
 
 
 def write_entries_zip(top: str, entries: Iterable[tuple[str, bytes]], out: IO[bytes]) -> None:
