@@ -1,14 +1,16 @@
 """Socket frames written in batches straight to Hypercorn's WebSocket stream
 (web/frame_writer.py): what a subscriber has queued goes out in one write, framed by the
 connection's own wsproto state, so a client that negotiated compression still reads every
-frame. These tests fail if the fast path stops being taken (a Hypercorn upgrade that
-changes its stream's shape): frames would then go one write each."""
+frame, and over HTTP/1.1 straight to the socket. These tests fail if either fast path stops
+being taken (a Hypercorn upgrade that changes its stream's shape): frames would then go one
+write each, or through Hypercorn's own send."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
+import trio
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, TextMessage
 from wsproto.extensions import PerMessageDeflate
@@ -49,7 +51,72 @@ async def test_a_replay_goes_out_in_one_write_even_compressed(
         assert raw.close_code == 4004
     finally:
         await raw.aclose()
-    assert f"socket closing with 4004 ({len(events)} frames in 1 write)" in caplog.text
+    written = f"{len(events)} frames in 1 write, 1 straight to the socket"
+    assert f"socket closing with 4004 ({written})" in caplog.text
+
+
+@STORE_INDEPENDENT
+async def test_a_write_bigger_than_the_socket_takes_at_once_arrives_whole(
+    server: LiveServer, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Megabytes to a client with a 4 KiB receive buffer: the socket takes part of the write,
+    the rest follows as the client reads."""
+    caplog.set_level(logging.INFO, logger="trio_openhands.web.frame_writer")
+    conversation_id = await create(server, fake_llm)
+    for index in range(3):
+        await send(server, conversation_id, f"big {index} " + "0123456789abcdef" * 100_000, False)
+    events = await all_events(server, conversation_id)
+    raw = await RawSocket.open(server, socket_path(conversation_id, "resend_all=true"))
+    try:
+        frames = await raw.frames_until(lambda frame: frame["id"] == events[-1]["id"])
+        assert frames == events
+        assert (await server.client.delete(f"/conversations/{conversation_id}")).status_code == 200
+        assert await raw.next_frame() is None
+    finally:
+        await raw.aclose()
+    assert "straight to the socket)" in caplog.text
+    assert ", 0 straight to the socket)" not in caplog.text
+
+
+@STORE_INDEPENDENT
+async def test_a_client_gone_in_the_middle_of_a_big_write_ends_its_socket_quietly(
+    server: LiveServer, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_openhands.web.frame_writer")
+    conversation_id = await create(server, fake_llm)
+    for index in range(3):
+        await send(server, conversation_id, f"big {index} " + "0123456789abcdef" * 100_000, False)
+    left = trio.Event()
+    watcher = _SetOnMessage("socket left by the client", left)
+    logging.getLogger("trio_openhands.web.frame_writer").addHandler(watcher)
+    try:
+        raw = await RawSocket.open(server, socket_path(conversation_id, "resend_all=true"))
+        assert (await raw.next_frame()) is not None  # the rest is still being written
+        await raw.aclose()  # unread data: the kernel resets the connection
+        with trio.fail_after(10):
+            await left.wait()
+    finally:
+        logging.getLogger("trio_openhands.web.frame_writer").removeHandler(watcher)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # The server goes on serving that conversation's sockets.
+    again = await RawSocket.open(server, socket_path(conversation_id, "resend_all=true"))
+    try:
+        assert (await again.next_frame()) is not None
+    finally:
+        await again.aclose()
+
+
+class _SetOnMessage(logging.Handler):
+    """Sets `event` when a record holding `text` is logged (on the Trio thread, as the
+    socket's own log lines are)."""
+
+    def __init__(self, text: str, event: trio.Event) -> None:
+        super().__init__()
+        self._text, self._event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._text in record.getMessage():
+            self._event.set()
 
 
 def received_texts(chunks: list[bytes]) -> list[str]:
