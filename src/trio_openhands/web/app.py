@@ -47,7 +47,7 @@ from trio_openhands.web.api import workspace_static as api_workspace_static
 from trio_openhands.web.api import workspaces as api_workspaces
 from trio_openhands.web.connection import (
     ShieldedEndHTTPConnection,
-    install_json_protocol_errors,
+    install_h11_protocol,
 )
 from trio_openhands.web.forwarding import install_forwarding
 from trio_openhands.web.frame_writer import FrameWritingConnection
@@ -152,7 +152,7 @@ def create_app(
 ) -> OpenHandsApp:
     """Build the app; `shutdown_requested` returns when the server has been told to stop."""
     settings = settings or Settings.from_env()
-    install_json_protocol_errors()
+    install_h11_protocol()
     app = OpenHandsApp(__name__)
     app.settings = settings
     app.sdk_loader = SdkLoader()

@@ -23,7 +23,7 @@ import trio
 from quart_trio.asgi import TrioASGIHTTPConnection
 
 from trio_openhands.web.protocol_errors import (  # app.py installs it from here
-    install_json_protocol_errors as install_json_protocol_errors,
+    install_h11_protocol as install_h11_protocol,
 )
 
 if TYPE_CHECKING:

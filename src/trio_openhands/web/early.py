@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands.settings import LOOPBACK_HOSTS
-from trio_openhands.web.protocol_errors import install_json_protocol_errors
+from trio_openhands.web.protocol_errors import install_h11_protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -57,7 +57,7 @@ class EarlyApp:
         self.settled = trio.Event()  # the full app serves, or failed to start
         self.failed = trio.Event()
         self.error: BaseException | None = None
-        install_json_protocol_errors()  # before the first connection, not with the app
+        install_h11_protocol()  # before the first connection, not with the app
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable

@@ -9,30 +9,24 @@ write through the stream's own `send`, as Hypercorn's `app_send` does for one fr
 socket with no extension gets the same bytes for a frame as every other such socket, so those
 are framed once per frame (`shared_frame`), not once per socket.
 
-Over HTTP/1.1 on a plain socket the write goes one level lower still: straight to the
-socket under the connection's own send lock (`_TcpConnection`), without the two scheduler
-passes Hypercorn's `protocol_send` takes (its lock, its send): per extra socket, a message
-cost a third of what it did (bench/messages.py, 49 sockets against 10).
+Over HTTP/1.1 on a plain socket, that write goes straight to the socket, without a pass of
+the scheduler (web/direct_writes.py): per extra socket, a message cost a third of what it
+did (bench/messages.py, 49 sockets against 10).
 
-This leans on Hypercorn's WSStream, H11Protocol and TCPServer (pinned in uv.lock;
-tests/test_frame_writer.py fails if either fast path stops being taken). Served by another
-ASGI server, or if the stream is not the shape this module knows, every frame goes through
-the ASGI `send` one by one.
+This leans on Hypercorn's WSStream (pinned in uv.lock; tests/test_frame_writer.py fails if
+the fast path stops being taken). Served by another ASGI server, or if the stream is not
+the shape this module knows, every frame goes through the ASGI `send` one by one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import trio
-from hypercorn.events import Closed
 from hypercorn.protocol.events import Data
-from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
-from hypercorn.trio.tcp_server import TCPServer
 from quart import websocket
 from quart_trio.asgi import TrioASGIWebsocketConnection
 from wsproto.connection import ConnectionState
@@ -73,10 +67,8 @@ class FrameWriter:
 
     def __init__(self) -> None:
         self._stream = _hypercorn_stream(websocket.scope.get(_SEND_KEY))
-        self._tcp = _tcp_connection(self._stream)
         self.frames = 0  # sent so far, and in how many writes (for the socket's last log line)
         self.writes = 0
-        self.direct_writes = 0  # of those, written straight to the socket (`_TcpConnection`)
 
     async def send(self, texts: Sequence[str]) -> None:
         """Send `texts` as text frames in this order, in one write when possible."""
@@ -89,22 +81,13 @@ class FrameWriter:
             return
         chunks = frame_all(stream.connection, texts)
         if chunks:
-            data = b"".join(chunks)
-            if self._tcp is not None and await self._tcp.write(data):
-                self.direct_writes += 1
-            else:
-                await stream.send(Data(stream_id=stream.stream_id, data=data))
+            await stream.send(Data(stream_id=stream.stream_id, data=b"".join(chunks)))
             self.frames += len(chunks)
             self.writes += 1
 
     def summary(self) -> str:
-        """E.g. "812 frames in 97 writes, 97 straight to the socket", for the socket's
-        closing log line."""
-        plural = "" if self.writes == 1 else "s"
-        return (
-            f"{self.frames} frames in {self.writes} write{plural}, "
-            f"{self.direct_writes} straight to the socket"
-        )
+        """E.g. "812 frames in 97 writes", for the socket's closing log line."""
+        return f"{self.frames} frames in {self.writes} write{'' if self.writes == 1 else 's'}"
 
 
 async def serve_subscription(
@@ -166,60 +149,6 @@ def shared_frame(text: str) -> bytes:
     server connection that negotiated none. Cached: the sockets of a conversation all send
     the same frames within moments (a str keeps its hash, so a hit costs no rehashing)."""
     return bytes(_PLAIN_SERVER_FRAMES.send_data(text, fin=True))
-
-
-class _TcpConnection:
-    """Hypercorn's TCP connection under an HTTP/1.1 WebSocket: its socket stream, and the
-    lock its `protocol_send` writes under (every write on the connection takes it)."""
-
-    def __init__(self, server: TCPServer) -> None:
-        self._server = server
-
-    async def write(self, data: bytes) -> bool:
-        """Write `data` as `protocol_send` does (under its lock, shielded, a broken
-        connection handed to the protocol as closed), but at once when the socket takes it
-        all: no scheduler pass for the lock and none for the send, two of the three a
-        socket's batch cost. False, nothing written, when another write holds the lock."""
-        lock = self._server.send_lock
-        if lock.locked():
-            return False
-        lock.acquire_nowait()
-        try:
-            stream = self._server.stream
-            try:
-                try:
-                    sent = os.write(stream.socket.fileno(), data)  # Trio's sockets don't block
-                except BlockingIOError:
-                    sent = 0
-                if sent < len(data):
-                    with trio.CancelScope(shield=True):
-                        await stream.send_all(memoryview(data)[sent:])
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._server.protocol.handle(Closed())
-        finally:
-            lock.release()
-        return True
-
-
-def _tcp_connection(stream: Any) -> _TcpConnection | None:
-    """The TCP connection under `stream` when it is HTTP/1.1 over a plain socket (its
-    `send` is the H11 protocol's `stream_send`, whose own `send` is the TCP server's
-    `protocol_send`); None otherwise (HTTP/2, TLS, another shape): frames then go through
-    `stream.send`."""
-    if stream is None:
-        return None
-    protocol = getattr(stream.send, "__self__", None)
-    if not isinstance(protocol, H11Protocol) or stream.send.__func__ is not H11Protocol.stream_send:
-        return None
-    server = getattr(protocol.send, "__self__", None)
-    if (
-        not isinstance(server, TCPServer)
-        or getattr(protocol.send, "__func__", None) is not TCPServer.protocol_send
-        or not isinstance(getattr(server, "stream", None), trio.SocketStream)
-        or not isinstance(getattr(server, "send_lock", None), trio.Lock)
-    ):
-        return None
-    return _TcpConnection(server)
 
 
 def _hypercorn_stream(send: object) -> Any:

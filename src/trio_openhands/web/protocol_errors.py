@@ -1,6 +1,7 @@
 """Hypercorn answers requests it cannot parse itself, with an empty body; JsonErrorH11Protocol
-gives those answers the JSON body every other error has. No Quart here: the early app
-(early.py) installs it before the full app is imported.
+gives those answers the JSON body every other error has. It is the HTTP/1.1 protocol every
+connection gets (`install_h11_protocol`), so it also writes as direct_writes.py does. No
+Quart here: the early app (early.py) installs it before the full app is imported.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from http import HTTPStatus
 
 import h11
 import hypercorn.protocol as hypercorn_protocols
-from hypercorn.protocol.h11 import H11Protocol
+
+from trio_openhands.web.direct_writes import DirectWriteH11Protocol
 
 
-class JsonErrorH11Protocol(H11Protocol):
+class JsonErrorH11Protocol(DirectWriteH11Protocol):
     """Hypercorn's HTTP/1.1 protocol, whose own error answers (a request line or headers
     over `h11_max_incomplete_size`: 431; unparsable HTTP: 400) carry a JSON body like every
     other error of ours, instead of an empty one."""
@@ -38,7 +40,7 @@ PROTOCOL_ERROR_DETAILS = {
 }
 
 
-def install_json_protocol_errors() -> None:
+def install_h11_protocol() -> None:
     """Make Hypercorn build its HTTP/1.1 connections from JsonErrorH11Protocol (it looks
     the class up in `hypercorn.protocol` for each connection). Idempotent."""
     hypercorn_protocols.H11Protocol = JsonErrorH11Protocol  # type: ignore[misc]
