@@ -74,6 +74,7 @@ def hypercorn_config(settings: Settings) -> Config:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.graceful_timeout
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.loglevel = settings.log_level
     # A logger, not "-": Hypercorn then adds no handler of its own, and its lines go through

@@ -58,6 +58,8 @@ class Settings:
     # Seconds a shutdown gives conversations to pause and persist, then open connections
     # to finish (Hypercorn holds idle keep-alive connections open for all of it).
     graceful_timeout: float = 0.5
+    # Seconds an idle keep-alive HTTP connection is held open (Hypercorn's default).
+    keep_alive_timeout: float = 5.0
     # A loaded conversation nothing has used (no run, socket or request) for this long is
     # unloaded to free its memory, and loaded again on next use; 0 keeps them loaded.
     idle_unload_seconds: float = 600.0
@@ -119,6 +121,8 @@ class Settings:
             values["idle_unload_seconds"] = float(env["OPENHANDS_IDLE_UNLOAD_SECONDS"])
         if env.get("OPENHANDS_GRACEFUL_TIMEOUT"):
             values["graceful_timeout"] = float(env["OPENHANDS_GRACEFUL_TIMEOUT"])
+        if env.get("OPENHANDS_KEEP_ALIVE_TIMEOUT"):
+            values["keep_alive_timeout"] = float(env["OPENHANDS_KEEP_ALIVE_TIMEOUT"])
         if env.get("OPENHANDS_WS_PING_INTERVAL"):
             values["websocket_ping_interval"] = float(env["OPENHANDS_WS_PING_INTERVAL"])
         if env.get("OPENHANDS_ALLOW_OPEN"):

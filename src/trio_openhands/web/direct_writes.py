@@ -56,7 +56,7 @@ class DirectWriteH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._server = _plain_tcp_server(self.send)
+        self._tcp_server = _plain_tcp_server(self.send)
 
     async def stream_send(self, event: StreamEvent) -> None:
         if isinstance(event, Data):  # a WebSocket's frames, framed by its stream
@@ -74,7 +74,7 @@ class DirectWriteH11Protocol(H11Protocol):
             await self._write(data or b"")
 
     async def _write(self, data: bytes) -> None:
-        server = self._server
+        server = self._tcp_server
         if server is None:
             await self.send(RawData(data=data))
         elif data and not await _write_at_once(server, data):

@@ -1,0 +1,107 @@
+"""The keep-alive timer of an HTTP/1.1 connection (web/keep_alive.py): an idle connection is
+closed once it has been idle for `keep_alive_timeout` after its last answer, a request that
+takes longer than that is answered whole, and a shutdown closes an idle connection at once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import h11
+import trio
+import trio.lowlevel
+
+from tests.conftest import start_server, test_settings
+from tests.test_direct_writes import get, read_response
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.conftest import LiveServer
+
+KEEP_ALIVE = 0.3
+
+
+class SpawnedNames(trio.abc.Instrument):
+    """The names of the tasks spawned while it is installed."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+async def connect(server: LiveServer) -> trio.SocketStream:
+    parts = urlsplit(server.url)
+    return await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
+
+
+async def closed_by_the_server(stream: trio.SocketStream) -> bool:
+    """Read until the server closes the connection (True) or the test gives up (False)."""
+    with trio.move_on_after(10):
+        while await stream.receive_some(4096):
+            pass
+        return True
+    return False
+
+
+async def test_an_idle_connection_closes_once_idle_for_the_keep_alive_timeout(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = await start_server(nursery, test_settings(tmp_path, keep_alive_timeout=KEEP_ALIVE))
+    try:
+        stream = await connect(server)
+        client = h11.Connection(h11.CLIENT)
+        spawned = SpawnedNames()
+        for index in range(3):  # each on the same connection: its timer restarts at each answer
+            await get(stream, client, "/alive")
+            assert await read_response(stream, client) == (200, b'{"status": "ok"}')
+            client.start_next_cycle()
+            if index == 0:
+                trio.lowlevel.add_instrument(spawned)
+        answered = trio.current_time()
+        trio.lowlevel.remove_instrument(spawned)
+        # No timer task a request: Hypercorn's ran until the first request only.
+        assert spawned.names
+        assert not [name for name in spawned.names if name.endswith("TCPServer._idle_timeout")]
+        assert await closed_by_the_server(stream)
+        assert trio.current_time() - answered >= KEEP_ALIVE
+        await stream.aclose()
+    finally:
+        await server.aclose()
+
+
+async def test_a_request_longer_than_the_keep_alive_timeout_is_answered_whole(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = await start_server(nursery, test_settings(tmp_path, keep_alive_timeout=KEEP_ALIVE))
+    try:
+        for _ in range(2):  # the second on a connection that has been idle, then busy
+            started = trio.current_time()
+            answer = await server.client.post(
+                "/api/bash/execute_bash_command", json={"command": "sleep 0.6; echo slept"}
+            )
+            assert trio.current_time() - started > 2 * KEEP_ALIVE
+            assert answer.status_code == 200
+            assert answer.json()["stdout"] == "slept\n"
+    finally:
+        await server.aclose()
+
+
+async def test_a_shutdown_closes_an_idle_connection_at_once(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A grace period far beyond the test's patience: an idle connection left open would
+    # hold the stop for all of it.
+    server = await start_server(nursery, test_settings(tmp_path, graceful_timeout=30.0))
+    stream = await connect(server)
+    client = h11.Connection(h11.CLIENT)
+    for _ in range(2):
+        await get(stream, client, "/alive")
+        assert await read_response(stream, client) == (200, b'{"status": "ok"}')
+        client.start_next_cycle()
+    with trio.fail_after(10):
+        await server.aclose()
+        assert await closed_by_the_server(stream)
+    await stream.aclose()
