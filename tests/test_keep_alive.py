@@ -13,6 +13,8 @@ import trio.lowlevel
 
 from tests.conftest import start_server, test_settings
 from tests.test_direct_writes import get, read_response
+from trio_openhands.server import hypercorn_config
+from trio_openhands.settings import Settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -105,3 +107,9 @@ async def test_a_shutdown_closes_an_idle_connection_at_once(
         await server.aclose()
         assert await closed_by_the_server(stream)
     await stream.aclose()
+
+
+def test_the_keep_alive_timeout_is_read_from_the_environment() -> None:
+    settings = Settings.from_env({"OPENHANDS_KEEP_ALIVE_TIMEOUT": "2.5"})
+    assert hypercorn_config(settings).keep_alive_timeout == 2.5
+    assert hypercorn_config(Settings.from_env({})).keep_alive_timeout == 5.0
