@@ -206,21 +206,29 @@ def test_a_closed_store_opens_its_pack_again_when_next_used(tmp_path: Path) -> N
     ]
 
 
-def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) -> None:
-    """What the SDK writes through this store, it loads again through a new one."""
-    conversation_id = uuid.uuid4()
-    folder = tmp_path / conversation_id.hex
+def sdk_conversation(
+    tmp_path: Path, conversation_id: uuid.UUID, file_store: GroupCommitFileStore | None
+) -> LocalConversation:
+    """The SDK's own conversation in `tmp_path/<id>`, persisted through `file_store` (None:
+    the SDK's LocalFileStore), with an LLM it never calls."""
     llm = LLM(model="openai/none", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("x"))
-    store = GroupCommitFileStore(str(folder))
-    conversation = LocalConversation(
+    return LocalConversation(
         agent=Agent(llm=llm, tools=[]),
         workspace=str(tmp_path / "work"),
         persistence_dir=str(tmp_path),
-        file_store=store,
+        file_store=file_store,
         conversation_id=conversation_id,
         visualizer=None,
         delete_on_close=False,
     )
+
+
+def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) -> None:
+    """What the SDK writes through this store, it loads again through a new one."""
+    conversation_id = uuid.uuid4()
+    folder = tmp_path / conversation_id.hex
+    store = GroupCommitFileStore(str(folder))
+    conversation = sdk_conversation(tmp_path, conversation_id, store)
     with store.deferred():
         assert store.deferring
         for number in range(3):
@@ -234,15 +242,7 @@ def test_the_sdk_persists_and_reloads_a_conversation_through_it(tmp_path: Path) 
     conversation.close()
 
     store.close()
-    reloaded = LocalConversation(
-        agent=Agent(llm=llm, tools=[]),
-        workspace=str(tmp_path / "work"),
-        persistence_dir=str(tmp_path),
-        file_store=GroupCommitFileStore(str(folder)),
-        conversation_id=conversation_id,
-        visualizer=None,
-        delete_on_close=False,
-    )
+    reloaded = sdk_conversation(tmp_path, conversation_id, GroupCommitFileStore(str(folder)))
     try:
         assert [event.id for event in reloaded.state.events] == written
         assert len(written) >= 3
@@ -257,22 +257,9 @@ def test_the_sdk_goes_on_through_it_with_a_conversation_its_own_store_wrote(
     stay files, the new ones go to the pack, and all of them load in order."""
     conversation_id = uuid.uuid4()
     folder = tmp_path / conversation_id.hex
-    llm = LLM(model="openai/none", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("x"))
-
-    def opened(file_store: GroupCommitFileStore | None) -> LocalConversation:
-        return LocalConversation(
-            agent=Agent(llm=llm, tools=[]),
-            workspace=str(tmp_path / "work"),
-            persistence_dir=str(tmp_path),
-            file_store=file_store,
-            conversation_id=conversation_id,
-            visualizer=None,
-            delete_on_close=False,
-        )
-
     written: list[str] = []
     for file_store in (None, GroupCommitFileStore(str(folder))):  # the SDK's own, then ours
-        conversation = opened(file_store)
+        conversation = sdk_conversation(tmp_path, conversation_id, file_store)
         conversation.send_message(Message(role="user", content=[TextContent(text="hi")]))
         assert [event.id for event in conversation.state.events][: len(written)] == written
         written = [event.id for event in conversation.state.events]
@@ -283,7 +270,7 @@ def test_the_sdk_goes_on_through_it_with_a_conversation_its_own_store_wrote(
     files = {p.name for p in (folder / "events").iterdir()}
     assert PACK_NAME in files
     assert sum(name.startswith("event-") for name in files) >= 1
-    reloaded = opened(GroupCommitFileStore(str(folder)))
+    reloaded = sdk_conversation(tmp_path, conversation_id, GroupCommitFileStore(str(folder)))
     try:
         assert [event.id for event in reloaded.state.events] == written
         texts = [
