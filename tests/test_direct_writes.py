@@ -28,6 +28,19 @@ if TYPE_CHECKING:
 BIG_MESSAGE = "0123456789abcdef" * 100_000  # 1.6 MB a message
 
 
+async def conversation_with(server: LiveServer, fake_llm: FakeLLM, texts: list[str]) -> str:
+    """A new conversation holding `texts` as user messages (no run): its id."""
+    conversation_id = await create(server, fake_llm)
+    for text in texts:
+        await send(server, conversation_id, text, False)
+    return conversation_id
+
+
+async def big_conversation(server: LiveServer, fake_llm: FakeLLM) -> str:
+    """A conversation of three 1.6 MB messages: more than a socket takes at once."""
+    return await conversation_with(server, fake_llm, [f"big {i} {BIG_MESSAGE}" for i in range(3)])
+
+
 async def small_buffer_connection(server: LiveServer) -> trio.SocketStream:
     """A connection that takes 4 KiB at a time: the server's writes to it fill its socket."""
     parts = urlsplit(server.url)
@@ -73,9 +86,7 @@ async def test_a_response_is_two_writes_straight_to_the_socket(server: LiveServe
 async def test_a_body_bigger_than_the_socket_takes_at_once_arrives_whole(
     server: LiveServer, fake_llm: FakeLLM
 ) -> None:
-    conversation_id = await create(server, fake_llm)
-    for index in range(3):
-        await send(server, conversation_id, f"big {index} {BIG_MESSAGE}", False)
+    conversation_id = await big_conversation(server, fake_llm)
     events = await all_events(server, conversation_id)
     before = replace(COUNTS)
     stream = await small_buffer_connection(server)
@@ -101,9 +112,7 @@ async def test_a_client_gone_in_the_middle_of_a_response_leaves_the_server_servi
     server: LiveServer, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    conversation_id = await create(server, fake_llm)
-    for index in range(3):
-        await send(server, conversation_id, f"big {index} {BIG_MESSAGE}", False)
+    conversation_id = await big_conversation(server, fake_llm)
     before = replace(COUNTS)
     stream = await small_buffer_connection(server)
     client = h11.Connection(h11.CLIENT)

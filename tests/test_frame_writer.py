@@ -17,7 +17,8 @@ from wsproto.events import CloseConnection, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
 from tests.conftest import STORE_INDEPENDENT, LiveServer
-from tests.test_events import all_events, create, send
+from tests.test_direct_writes import big_conversation, conversation_with
+from tests.test_events import all_events
 from tests.test_sockets import RawSocket, socket_path
 from trio_openhands.web.direct_writes import COUNTS
 from trio_openhands.web.frame_writer import SHARED_FRAME_LIMIT, frame_all
@@ -33,9 +34,8 @@ async def test_a_replay_goes_out_in_one_write_even_compressed(
     server: LiveServer, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_openhands.web.frame_writer")
-    conversation_id = await create(server, fake_llm)
-    for index in range(30):
-        await send(server, conversation_id, f"note {index}: " + "words to compress " * 20, False)
+    notes = [f"note {index}: " + "words to compress " * 20 for index in range(30)]
+    conversation_id = await conversation_with(server, fake_llm, notes)
     events = await all_events(server, conversation_id)
     assert len(events) > 60  # each message and its state update, after the system prompt
 
@@ -63,9 +63,7 @@ async def test_a_write_bigger_than_the_socket_takes_at_once_arrives_whole(
 ) -> None:
     """Megabytes to a client with a 4 KiB receive buffer: the socket takes part of the write,
     the rest follows as the client reads."""
-    conversation_id = await create(server, fake_llm)
-    for index in range(3):
-        await send(server, conversation_id, f"big {index} " + "0123456789abcdef" * 100_000, False)
+    conversation_id = await big_conversation(server, fake_llm)
     events = await all_events(server, conversation_id)
     before = replace(COUNTS)
     raw = await RawSocket.open(server, socket_path(conversation_id, "resend_all=true"))
@@ -84,9 +82,7 @@ async def test_a_client_gone_in_the_middle_of_a_big_write_ends_its_socket_quietl
     server: LiveServer, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_openhands.web.frame_writer")
-    conversation_id = await create(server, fake_llm)
-    for index in range(3):
-        await send(server, conversation_id, f"big {index} " + "0123456789abcdef" * 100_000, False)
+    conversation_id = await big_conversation(server, fake_llm)
     left = trio.Event()
     watcher = _SetOnMessage("socket left by the client", left)
     logging.getLogger("trio_openhands.web.frame_writer").addHandler(watcher)
