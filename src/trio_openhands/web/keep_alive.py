@@ -67,6 +67,5 @@ class KeepAliveH11Protocol(DirectWriteH11Protocol):
         # The deadline passed, the server is shutting down, or the connection closed. A
         # request in progress is left to finish: its answer closes a connection then.
         if self._idle and not self._closed and self._tcp_server is not None:
-            with trio.CancelScope(shield=True):
-                await self._tcp_server.protocol.handle(Closed())
-                await self._tcp_server.stream.aclose()
+            with trio.CancelScope(shield=True):  # as Hypercorn's own idle timer closes it
+                await self._tcp_server._initiate_server_close()
