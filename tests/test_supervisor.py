@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -14,6 +16,7 @@ import trio.testing
 from tests.conftest import start_server, test_settings, wait_status
 from tests.test_conversations import events_of, start
 from trio_openhands.core.asyncio_host import CANCEL_GRACE_SECONDS, AsyncioHost
+from trio_openhands.core.conversation import Conversation
 from trio_openhands.core.models import StartConversationRequest, TextPart
 from trio_openhands.core.sdk_bridge import to_message
 from trio_openhands.core.sdk_loader import SdkLoader
@@ -212,11 +215,10 @@ async def test_an_unused_conversation_is_unloaded_and_loads_again(
     assert [e.id for e in again.log.events] == events_before
 
 
-async def test_closing_a_conversation_ends_its_terminal_readers_before_the_pty_closes(
-    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The SDK closes a terminal's PTY under its reader thread (an ERROR line, and a reused
-    descriptor read by a stray thread); `settle_terminals` ends shell and reader first."""
+async def run_one_terminal_command(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> tuple[Supervisor, Conversation, Any]:
+    """A supervisor, and a conversation whose agent ran `echo up` in its one terminal."""
     settings = test_settings(tmp_path)
     supervisor: Supervisor = await nursery.start(Supervisor(settings, SdkLoader()).run)
     tag = fake_llm.script("shell", [tool_call("terminal", {"command": "echo up"}), finish()])
@@ -231,6 +233,40 @@ async def test_closing_a_conversation_ends_its_terminal_readers_before_the_pty_c
     await conversation.wait_run_finished()
     terminals = list(subprocess_terminals(conversation.sdk))
     assert len(terminals) == 1
+    return supervisor, conversation, terminals[0]
+
+
+async def test_a_terminal_shell_starts_in_its_own_session_without_a_fork_hook(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """The SDK asks for `preexec_fn=os.setsid`, which makes CPython fork the whole server
+    with the GIL held (and run the process's at-fork hooks); terminal_spawn makes it
+    `start_new_session=True`: the same new session, with no fork of the server."""
+    forks: list[int] = []
+    forks_counted = threading.Event()
+    forks_counted.set()
+    os.register_at_fork(before=lambda: forks.append(1) if forks_counted.is_set() else None)
+    try:
+        supervisor, conversation, terminal = await run_one_terminal_command(
+            nursery, tmp_path, fake_llm
+        )
+    finally:
+        forks_counted.clear()  # the hook stays registered for the process: make it inert
+    observations = [e for e in conversation.log.events if e.kind == "ObservationEvent"]
+    assert observations, "the command ran"
+    assert '"exit_code":0' in observations[0].json.replace(" ", "")
+    assert os.getsid(terminal.process.pid) == terminal.process.pid, "a session of its own"
+    assert forks == [], "and the server was not forked to start it"
+    await supervisor.delete(conversation.id)
+
+
+async def test_closing_a_conversation_ends_its_terminal_readers_before_the_pty_closes(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK closes a terminal's PTY under its reader thread (an ERROR line, and a reused
+    descriptor read by a stray thread); `settle_terminals` ends shell and reader first."""
+    supervisor, conversation, terminal = await run_one_terminal_command(nursery, tmp_path, fake_llm)
+    terminals = [terminal]
     assert terminals[0].reader_thread.is_alive()
 
     await trio.to_thread.run_sync(settle_terminals, conversation.sdk)

@@ -25,6 +25,8 @@ import time
 
 import trio
 
+from trio_openhands.core import terminal_spawn
+
 log = logging.getLogger(__name__)
 
 # Importing these registers the tools under their registry names.
@@ -66,6 +68,7 @@ def import_sdk() -> None:
             importlib.import_module(module)
         except ImportError as error:  # only a cost moved back to the first call
             log.debug("could not preload %s: %s", module, error)
+    terminal_spawn.install()
     if first_import:  # once per process (a test process starts many servers)
         gc.freeze()  # see the module docstring
 
