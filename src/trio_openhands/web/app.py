@@ -51,6 +51,7 @@ from trio_openhands.web.connection import (
 )
 from trio_openhands.web.forwarding import install_forwarding
 from trio_openhands.web.frame_writer import FrameWritingConnection
+from trio_openhands.web.hosts import host_is_allowed
 from trio_openhands.web.json_errors import install_error_handlers
 from trio_openhands.web.lazy_rules import LazilyBuiltRule
 from trio_openhands.web.security import install_security
@@ -91,6 +92,10 @@ class OpenHandsApp(QuartTrio):
     @property
     def supervisor_ready(self) -> bool:
         return self._supervisor is not None
+
+    def accepts_host(self, host: str) -> bool:
+        """Whether security.py's `Host` rule lets this name in (web/liveness.py asks)."""
+        return host_is_allowed(host, self.settings)
 
     async def start_supervisor(self) -> None:
         stopped = self._supervisor_stopped = trio.Event()

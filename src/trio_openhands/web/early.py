@@ -6,7 +6,7 @@ alive. So `openhands-server` binds with this small ASGI app in front: its lifesp
 completes at once (Hypercorn binds only after that), then, in the lifespan's nursery, it
 imports the full app in a worker thread, builds it and runs the full app's own lifespan
 (the supervisor starts there). Until then it answers `GET /alive` and `/health` itself
-(when `Host` is a loopback address, so the DNS-rebinding rule of security.py holds
+(when `Host` passes the DNS-rebinding rule of security.py, which web/hosts.py holds
 without Quart), and every other request waits for the full app, which then handles it as
 usual: a client sees a slower first answer, never a wrong one. `/ready` is the full app's,
 so it says 503 until the supervisor and the SDK are loaded.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trio_openhands.settings import LOOPBACK_HOSTS
+from trio_openhands.web.hosts import host_is_allowed
 from trio_openhands.web.protocol_errors import install_h11_protocol
 
 if TYPE_CHECKING:
@@ -81,14 +81,17 @@ class EarlyApp:
         if self.app is not None:
             await self.app.begin_shutdown()
 
+    def accepts_host(self, host: str) -> bool:
+        """Whether the full app's `Host` rule (security.py) lets this name in."""
+        return host_is_allowed(host, self.settings)
+
     def _answers_early(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["path"] not in EARLY_PATHS:
             return False
         if scope["method"] not in ("GET", "HEAD"):
             return False
         host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return name.strip("[]") in LOOPBACK_HOSTS or name.startswith("127.")
+        return self.accepts_host(host)
 
     async def _lifespan(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable

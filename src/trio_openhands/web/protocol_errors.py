@@ -1,8 +1,8 @@
 """Hypercorn answers requests it cannot parse itself, with an empty body; JsonErrorH11Protocol
 gives those answers the JSON body every other error has. It is the HTTP/1.1 protocol every
-connection gets (`install_h11_protocol`), so it also writes as direct_writes.py does and
-times idleness as keep_alive.py does. No Quart here: the early app (early.py) installs it
-before the full app is imported.
+connection gets (`install_h11_protocol`), so it also answers liveness probes as
+liveness.py does, times idleness as keep_alive.py does and writes as direct_writes.py
+does. No Quart here: the early app (early.py) installs it before the full app is imported.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from http import HTTPStatus
 import h11
 import hypercorn.protocol as hypercorn_protocols
 
-from trio_openhands.web.keep_alive import KeepAliveH11Protocol
+from trio_openhands.web.liveness import LivenessH11Protocol
 
 
-class JsonErrorH11Protocol(KeepAliveH11Protocol):
+class JsonErrorH11Protocol(LivenessH11Protocol):
     """Hypercorn's HTTP/1.1 protocol, whose own error answers (a request line or headers
     over `h11_max_incomplete_size`: 431; unparsable HTTP: 400) carry a JSON body like every
     other error of ours, instead of an empty one."""

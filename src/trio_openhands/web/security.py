@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 from quart import Quart, Response, request, websocket
 
-from trio_openhands.settings import LOOPBACK_HOSTS
 from trio_openhands.web.docs import ASSET_PATHS as DOCS_ASSETS
+from trio_openhands.web.hosts import host_is_allowed, is_loopback_name
 from trio_openhands.web.json_errors import json_error
 
 if TYPE_CHECKING:
@@ -68,14 +68,6 @@ def key_is_valid(candidate: str | None, keys: Iterable[str]) -> bool:
     return matched
 
 
-def _is_loopback_name(hostname: str) -> bool:
-    return (
-        hostname in LOOPBACK_HOSTS
-        or hostname.endswith(".localhost")  # RFC 6761: browsers resolve these to loopback
-        or re.fullmatch(r"127\.\d{1,3}\.\d{1,3}\.\d{1,3}", hostname) is not None
-    )
-
-
 def origin_is_allowed(origin: str, configured: Iterable[str]) -> bool:
     """Any localhost/127.0.0.1 origin (any port), plus configured origins (`*` allows all)."""
     parts = urlsplit(origin)
@@ -83,7 +75,7 @@ def origin_is_allowed(origin: str, configured: Iterable[str]) -> bool:
         hostname = parts.hostname
     except ValueError:  # an unparsable netloc such as "http://[x"
         return False
-    if parts.scheme in ("http", "https") and hostname is not None and _is_loopback_name(hostname):
+    if parts.scheme in ("http", "https") and hostname is not None and is_loopback_name(hostname):
         return True
     for allowed in configured:
         if allowed == "*" or allowed.rstrip("/") == origin.rstrip("/"):
@@ -91,23 +83,6 @@ def origin_is_allowed(origin: str, configured: Iterable[str]) -> bool:
         if allowed.startswith("regex:") and re.fullmatch(allowed.removeprefix("regex:"), origin):
             return True
     return False
-
-
-def host_is_allowed(host_header: str, settings: Settings) -> bool:
-    """Whether `Host` names this server: see the module docstring (DNS rebinding)."""
-    if not host_header or "*" in settings.allowed_hosts:
-        return True
-    if not settings.binds_loopback and not settings.allowed_hosts:
-        return True
-    try:
-        hostname = urlsplit("//" + host_header).hostname
-    except ValueError:
-        return False
-    if hostname is None:
-        return False
-    if settings.binds_loopback and _is_loopback_name(hostname):
-        return True
-    return hostname in {allowed.lower() for allowed in settings.allowed_hosts}
 
 
 def cross_site_origin(connection: BaseRequestWebsocket, cors_origins: Iterable[str]) -> str | None:
