@@ -59,9 +59,7 @@ class LivenessH11Protocol(KeepAliveH11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         asgi_app = getattr(self.app, "app", None)  # Hypercorn's wrapper holds the ASGI app
-        self._accepts_host: Callable[[str], bool] | None = getattr(
-            asgi_app, "accepts_host", None
-        )
+        self._accepts_host: Callable[[str], bool] | None = getattr(asgi_app, "accepts_host", None)
         if self.config.log.access_logger is not None:
             self._accepts_host = None
 
