@@ -10,9 +10,13 @@ from urllib.parse import urlsplit
 import h11
 import trio
 import trio.lowlevel
+import trio.testing
+from trio_websocket import open_websocket_url
 
-from tests.conftest import start_server, test_settings
+from tests.conftest import STORE_INDEPENDENT, start_server, test_settings
 from tests.test_direct_writes import get, read_response
+from tests.test_events import create
+from tests.test_sockets import socket_path
 from trio_openhands.server import hypercorn_config
 from trio_openhands.settings import Settings
 
@@ -20,8 +24,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.conftest import LiveServer
+    from trio_openhands.testing.fake_llm import FakeLLM
 
 KEEP_ALIVE = 0.3
+TIMER_TASK = "IdleDeadline._close_when_idle_too_long"
 
 
 class SpawnedNames(trio.abc.Instrument):
@@ -64,7 +70,7 @@ async def test_an_idle_connection_closes_once_idle_for_the_keep_alive_timeout(
         answered = trio.current_time()
         trio.lowlevel.remove_instrument(spawned)
         # One timer task for the connection, none of Hypercorn's (one a response).
-        timers = [name for name in spawned.names if name.endswith("_close_when_idle_too_long")]
+        timers = [name for name in spawned.names if name.endswith(TIMER_TASK)]
         assert len(timers) == 1
         assert not [name for name in spawned.names if name.endswith("TCPServer._idle_timeout")]
         assert await closed_by_the_server(stream)
@@ -107,6 +113,28 @@ async def test_a_shutdown_closes_an_idle_connection_at_once(
         await server.aclose()
         assert await closed_by_the_server(stream)
     await stream.aclose()
+
+
+def live_tasks_named(suffix: str) -> int:
+    """How many of this run's tasks have a name ending with `suffix`."""
+    count, tasks = 0, [trio.lowlevel.current_root_task()]
+    while tasks:
+        task = tasks.pop()
+        if task is not None:
+            count += task.name.endswith(suffix)
+            tasks += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
+    return count
+
+
+@STORE_INDEPENDENT
+async def test_a_websocket_connection_keeps_no_timer_task(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    conversation_id = await create(server, fake_llm)
+    timers = live_tasks_named(TIMER_TASK)  # the HTTP connections' own
+    async with open_websocket_url(server.ws_url(socket_path(conversation_id))):
+        await trio.testing.wait_all_tasks_blocked()
+        assert live_tasks_named(TIMER_TASK) == timers
 
 
 def test_the_keep_alive_timeout_is_read_from_the_environment() -> None:

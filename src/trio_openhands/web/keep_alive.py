@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.events import Closed
+from hypercorn.protocol.ws_stream import WSStream
 
 from trio_openhands.web.direct_writes import DirectWriteH11Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import h11
     from hypercorn.events import Event
     from hypercorn.trio.task_group import TaskGroup
     from hypercorn.trio.tcp_server import TCPServer
@@ -59,6 +61,7 @@ class IdleDeadline:
             self._waiting.deadline = math.inf
 
     def connection_closed(self) -> None:
+        """The connection is gone, or is a WebSocket now (no more requests to time)."""
         self._closed = True
         if self._waiting is not None:
             self._waiting.cancel()
@@ -89,3 +92,10 @@ class KeepAliveH11Protocol(DirectWriteH11Protocol):
         if isinstance(event, Closed) and self._idle_deadline is not None:
             self._idle_deadline.connection_closed()  # the connection is gone: nothing to time
         await super().handle(event)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        await super()._create_stream(request)
+        if isinstance(self.stream, WSStream) and self._idle_deadline is not None:
+            # A WebSocket's connection ends with the socket: its timer task would only wait,
+            # and keep its objects alive (for the garbage collector to walk) that long.
+            self._idle_deadline.connection_closed()
