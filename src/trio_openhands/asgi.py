@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trio_openhands.server import GIL_SWITCH_INTERVAL_SECONDS
+from trio_openhands import interpreter
 from trio_openhands.settings import Settings
 from trio_openhands.web import app as app_module
 
@@ -95,7 +95,7 @@ def create_app() -> OpenHandsApp:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     check_worker_count()
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)  # the worker process is ours alone
+    interpreter.tune()  # the worker process is ours alone
     shutdown_requested = hypercorn_shutdown_requested()
     if shutdown_requested is None:
         log.warning(

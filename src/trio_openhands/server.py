@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 import trio
 from hypercorn.config import Config
 
-from trio_openhands import hypercorn_worker
+from trio_openhands import hypercorn_worker, interpreter
 from trio_openhands.stores.file_store import release_reservation, reserve_conversations_dir
 from trio_openhands.web.early import EarlyApp
 
@@ -36,37 +35,6 @@ log = logging.getLogger(__name__)
 # then drops SYNs, and each dropped client waits out TCP's retransmission timer (1 s, then 3 s,
 # then 7 s). Linux caps this at net.core.somaxconn (4096 by default).
 LISTEN_BACKLOG = 2048
-
-# The GIL's switch interval while serving (CPython's default is 5 ms). Every system call the
-# Trio thread makes hands the GIL to the SDK's threads, and with the default it may then wait
-# up to 5 ms to get it back; under load `/alive` waited in that queue. Measured with
-# bench/soak.py (50 x 10), six alternating pairs: /alive p50 8-9 ms against 11-19 ms, p99
-# 155-275 ms (median ~205) against 176-346 ms (median ~295), the same soak time; messages/s and
-# steps/s unchanged (bench/messages.py, bench/steps.py). See Development.md "Benchmarks".
-GIL_SWITCH_INTERVAL_SECONDS = 0.001
-
-
-class _ServingSwitchInterval:
-    """The switch interval is process-wide: set by the first server serving in this
-    process, given back by the last one to stop (a test process serves several at once)."""
-
-    def __init__(self) -> None:
-        self._servers = 0
-        self._previous = sys.getswitchinterval()
-
-    def enter(self) -> None:
-        if self._servers == 0:
-            self._previous = sys.getswitchinterval()
-            sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-        self._servers += 1
-
-    def leave(self) -> None:
-        self._servers -= 1
-        if self._servers == 0:
-            sys.setswitchinterval(self._previous)
-
-
-_serving = _ServingSwitchInterval()
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -140,11 +108,11 @@ async def serve(
     directory, and the full app's error if it fails to start."""
     # Taken before binding, for a clear error; the supervisor takes it over when it starts.
     await trio.to_thread.run_sync(reserve_conversations_dir, settings.conversations_dir)
-    _serving.enter()
+    interpreter.while_serving.enter()
     try:
         await _serve(settings, shutdown_trigger, task_status)
     finally:
-        _serving.leave()
+        interpreter.while_serving.leave()
         release_reservation(settings.conversations_dir)
 
 
