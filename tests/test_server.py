@@ -247,7 +247,7 @@ def serving_tuned() -> bool:
 
 
 async def test_the_interpreter_is_tuned_while_serving(tmp_path: Path) -> None:
-    """Serving sets a 1 ms switch interval (the Trio thread gets the GIL back sooner after
+    """Serving sets a short switch interval (the Trio thread gets the GIL back sooner after
     each system call) and a larger young generation (fewer full collections), and the last
     server to stop gives the process its own back."""
     before = (sys.getswitchinterval(), gc.get_threshold())

@@ -1,11 +1,12 @@
 """Two process-wide settings of the interpreter while the server serves.
 
 The GIL's switch interval (CPython's default is 5 ms). Every system call the Trio thread
-makes hands the GIL to the SDK's threads, and with the default it may then wait up to 5 ms
-to get it back; under load `/alive` waited in that queue. Measured with bench/soak.py
-(50 x 10), six alternating pairs: /alive p50 8-9 ms against 11-19 ms, p99 155-275 ms
-(median ~205) against 176-346 ms (median ~295), the same soak time; messages/s and steps/s
-unchanged (bench/messages.py, bench/steps.py). See Development.md "Benchmarks".
+makes hands the GIL to the SDK's threads, and it may then wait up to a switch interval to
+get it back; under load `/alive` waited in that queue. Measured with bench/soak.py (50 x 10)
+in alternating pairs: 1 ms against the default, six pairs, /alive p50 8-9 ms against 11-19
+ms, p99 median ~205 ms against ~295; then 0.5 ms against 1 ms, six pairs, p50 4-9 ms
+against 7-11, p99 80-176 ms (median ~140) against 96-286 (median ~192), soak times and
+steps/s the same (bench/steps.py: 18.4 against 18.3 steps/s). See Development.md.
 
 The collector's young-generation threshold (CPython's default is 700 allocations). Under
 load the agents' threads allocate 700 objects in well under a millisecond, so whatever a
@@ -21,7 +22,7 @@ from __future__ import annotations
 import gc
 import sys
 
-GIL_SWITCH_INTERVAL_SECONDS = 0.001
+GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 GC_YOUNG_THRESHOLD = 3000
 
 
