@@ -47,6 +47,8 @@ class IdleDeadline:
     async def restart(self, task_group: TaskGroup, action: Callable[[], Any]) -> None:
         """Idle from now. (`action` is the server's `_idle_timeout`, which this replaces.)"""
         self._idle = True
+        if self._closed:  # nothing left to time, and a waiting task would hold the connection
+            return
         deadline = trio.current_time() + self._server.config.keep_alive_timeout
         if self._waiting is None:
             self._waiting = trio.CancelScope(deadline=deadline)
