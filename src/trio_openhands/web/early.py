@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands.web.hosts import host_is_allowed
+from trio_openhands.web.liveness import LIVENESS_PATHS
 from trio_openhands.web.protocol_errors import install_h11_protocol
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EARLY_PATHS = frozenset({"/alive", "/health"})
+EARLY_PATHS = LIVENESS_PATHS
 
 
 class EarlyApp:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     import h11
     from hypercorn.protocol.events import Event as StreamEvent
 
-LIVENESS_TARGETS = frozenset({b"/alive", b"/health"})
+LIVENESS_PATHS = frozenset({"/alive", "/health"})  # the early app answers these too
+LIVENESS_TARGETS = frozenset(path.encode() for path in LIVENESS_PATHS)
 BODY = json.dumps({"status": "ok"}).encode()  # what web/health.py's `alive` answers
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
 
