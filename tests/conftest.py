@@ -186,7 +186,7 @@ def server_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     own ("postgres")."""
     if getattr(request, "param", "files") == "postgres":
         url = request.getfixturevalue("postgres_url")
-        return test_settings(tmp_path, database_url=url, port=free_port(), lease_seconds=3.0)
+        return test_settings(tmp_path, database_url=url, lease_seconds=3.0)
     return test_settings(tmp_path)
 
 

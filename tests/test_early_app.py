@@ -96,10 +96,13 @@ async def test_alive_answers_early_and_the_rest_waits_for_the_full_app(tmp_path:
         nursery.start_soon(run_lifespan, app, lifespan_receive.receive, lifespan_send.send)
         await lifespan_in.send({"type": "lifespan.startup"})
         assert (await lifespan_out.receive())["type"] == "lifespan.startup.complete"
+        # Asked for port 0 (test_settings), the full app is built with the port bound.
+        app.listening_on(8123)
         with trio.fail_after(60):
             await foreign.done.wait()
             await listing.done.wait()
         assert app.app is not None
+        assert app.app.settings.port == 8123  # what a PostgreSQL instance registers
         assert foreign.status == 421  # the full app's Host check
         assert (listing.status, listing.body["items"]) == (200, [])
 

@@ -15,7 +15,6 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
 from tests.conftest import (
     LiveServer,
-    free_port,
     llm_settings,
     start_server,
     test_settings,
@@ -138,14 +137,14 @@ async def test_a_lost_lease_stops_the_conversation_here_writing_nothing(
 async def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, postgres_url: str) -> None:
     await _execute(postgres_url, "CREATE TABLE schema_version (version integer PRIMARY KEY)")
     await _execute(postgres_url, "INSERT INTO schema_version VALUES (999)")
-    settings = test_settings(tmp_path, database_url=postgres_url, port=free_port())
+    settings = test_settings(tmp_path, database_url=postgres_url)
     with trio.fail_after(30), pytest.raises(ExceptionGroup) as raised:
         await serve(settings, shutdown_trigger=trio.Event())  # ends once the app failed
     assert raised.group_contains(RuntimeError, match="cannot use the database.*999", depth=None)
 
 
 async def test_a_shared_database_needs_the_shared_secret(tmp_path: Path, postgres_url: str) -> None:
-    settings = test_settings(tmp_path, database_url=postgres_url, port=free_port(), secret_key=None)
+    settings = test_settings(tmp_path, database_url=postgres_url, secret_key=None)
     with trio.fail_after(30), pytest.raises(ExceptionGroup) as raised:
         await serve(settings, shutdown_trigger=trio.Event())
     assert raised.group_contains(RuntimeError, match="OH_SECRET_KEY", depth=None)
@@ -169,9 +168,7 @@ async def two_instances(
     servers: list[LiveServer] = []
     try:
         for name in ("a", "b"):
-            settings = test_settings(
-                tmp_path / name, database_url=postgres_url, port=free_port(), lease_seconds=3.0
-            )
+            settings = test_settings(tmp_path / name, database_url=postgres_url, lease_seconds=3.0)
             servers.append(await start_server(nursery, settings))
         yield servers[0], servers[1]
     finally:

@@ -14,7 +14,9 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config
@@ -143,7 +145,11 @@ async def _serve(
         else:
             await app.begin_shutdown()
 
-    await hypercorn_worker.serve(app, config, shutdown_trigger=trigger, task_status=task_status)
+    async with trio.open_nursery() as nursery:
+        serving = partial(hypercorn_worker.serve, app, config, shutdown_trigger=trigger)
+        binds: list[str] = await nursery.start(serving)
+        app.listening_on(urlsplit(binds[0]).port or settings.port)
+        task_status.started(binds)
     if app.error is not None:
         raise app.error
     log.info("stopped")

@@ -13,6 +13,11 @@ so it says 503 until the supervisor and the SDK are loaded.
 
 If the full app fails to start, requests get a JSON 503 and `failed` is set: `serve` then
 shuts down and raises the error.
+
+With port 0 the kernel chooses the port as Hypercorn binds, after this app's lifespan has
+started: the full app is built once `listening_on` has told it the port, so what it
+derives from the address (the address a PostgreSQL instance registers for forwarding) is
+the one it listens on.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import importlib
 import json
 import logging
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -58,6 +64,9 @@ class EarlyApp:
         self.settled = trio.Event()  # the full app serves, or failed to start
         self.failed = trio.Event()
         self.error: BaseException | None = None
+        self._port_known = trio.Event()
+        if settings.port != 0:
+            self._port_known.set()
         install_h11_protocol()  # before the first connection, not with the app
 
     async def __call__(
@@ -81,6 +90,12 @@ class EarlyApp:
         """The full app's `begin_shutdown` (pause runs, close sockets), once it serves."""
         if self.app is not None:
             await self.app.begin_shutdown()
+
+    def listening_on(self, port: int) -> None:
+        """The port Hypercorn bound: the full app's settings have it when asked for port 0."""
+        if self.settings.port == 0:
+            self.settings = replace(self.settings, port=port)
+        self._port_known.set()
 
     def accepts_host(self, host: str) -> bool:
         """Whether the full app's `Host` rule (security.py) lets this name in."""
@@ -131,6 +146,7 @@ class EarlyApp:
             module = await trio.to_thread.run_sync(
                 importlib.import_module, "trio_openhands.web.app"
             )
+            await self._port_known.wait()
             app: OpenHandsApp = module.create_app(
                 self.settings, shutdown_requested=self._shutdown_requested
             )
