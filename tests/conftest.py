@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import re
 import socket
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -205,34 +209,58 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class CliServer:
+    """An `openhands-server` process (`start_cli_server`), the port it bound and its log."""
+
+    process: trio.Process
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+RUNNING_ON = re.compile(rb"Running on http://\S+:(\d+) ")
+
+
 async def start_cli_server(
-    tmp_path: Path, port: int, *, wait_for: str = "/alive", args: Sequence[str] = (), **env: str
-) -> trio.Process:
-    """`openhands-server` as a separate process, answering `wait_for` with a 200."""
+    tmp_path: Path, *, wait_for: str = "/alive", args: Sequence[str] = (), **env: str
+) -> CliServer:
+    """`openhands-server` as a separate process on a port of its choosing (`--port 0`: a port
+    probed here could be taken by another process before the server binds it), answering
+    `wait_for` with a 200. Its output goes to a log file in `tmp_path`, where the port is read
+    from Hypercorn's "Running on" line; the process is killed if it never gets there."""
     environment = {
         **os.environ,
         "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "conversations"),
         **env,
     }
-    command = [
-        sys.executable,
-        "-m",
-        "trio_openhands.cli",
-        "--port",
-        str(port),
-        "--log-level",
-        "WARNING",
-        *args,
-    ]
-    process = await trio.lowlevel.open_process(command, env=environment, cwd=tmp_path)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+    command = [sys.executable, "-m", "trio_openhands.cli", "--port", "0"]
+    command += ["--log-level", "INFO", *args]
+    descriptor, log_name = tempfile.mkstemp(prefix="server-", suffix=".log", dir=tmp_path)
+    log = trio.Path(log_name)
+    with os.fdopen(descriptor, "wb") as output:
+        process = await trio.lowlevel.open_process(
+            command, env=environment, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
         # A fresh process imports the SDK before `/ready` says 200: ~10 s on this 2-core
         # machine alone, three times that with the rest of the suite running beside it.
         with trio.fail_after(90):
-            while True:  # another process binds when it binds: retry the connection, bounded
-                try:
+            while (bound := RUNNING_ON.search(await log.read_bytes())) is None:
+                if process.returncode is not None:
+                    raise RuntimeError(f"the server exited: {(await log.read_text())[-2000:]}")
+                await trio.sleep(0.05)  # another process writes the log: poll it, bounded
+            server = CliServer(process, int(bound.group(1)), pathlib.Path(log_name))
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                while True:
                     if (await client.get(wait_for)).status_code == 200:
-                        return process
-                except httpx.ConnectError:
-                    pass
-                await trio.sleep(0.05)
+                        return server
+                    await trio.sleep(0.05)  # another process: poll it, bounded
+    except BaseException:
+        process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+        raise

@@ -174,15 +174,14 @@ async def test_kill_9_during_a_tool_call_is_reported_and_resumable(
 ) -> None:
     """After kill -9 the half-done tool call is reported to the agent (a tool error result)
     and to the client (an AgentErrorEvent); the conversation is paused and resume goes on."""
-    port = free_port()
-    process = await start_cli_server(
+    server = await start_cli_server(
         tmp_path,
-        port,
         wait_for="/ready",
         OPENHANDS_WORKSPACE_DIR=str(tmp_path / "project"),
         OH_SECRET_KEY="crash-test",
     )
-    crashed = LiveServer.of_process(port, test_settings(tmp_path))
+    process = server.process
+    crashed = LiveServer.of_process(server.port, test_settings(tmp_path))
     try:
         tag = fake_llm.script(
             "crash", [tool_call("terminal", {"command": "sleep 30"}), text("resumed")]
@@ -224,7 +223,7 @@ async def test_one_server_per_conversations_directory(
                 await start_server(second_nursery, test_settings(tmp_path))
         assert "in use by another server process" in _messages(refused_in_process.value)
         env = {**os.environ, "OPENHANDS_CONVERSATIONS_DIR": str(tmp_path / "conversations")}
-        command = [sys.executable, "-m", "trio_openhands.cli", "--port", str(free_port())]
+        command = [sys.executable, "-m", "trio_openhands.cli", "--port", "0"]
         refused = await trio.run_process(command, env=env, capture_stderr=True, check=False)
         assert refused.returncode == 1
         assert b"in use by another server process" in refused.stderr

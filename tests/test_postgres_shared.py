@@ -13,7 +13,7 @@ import psycopg
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.conftest import free_port, llm_settings, test_settings, wait_status
+from tests.conftest import llm_settings, test_settings, wait_status
 from tests.test_conversations import events_of, message, start
 from tests.test_postgres_server import two_instances
 from tests.test_workspace_files import start_api_conversation
@@ -86,9 +86,7 @@ async def test_concurrent_lookups_of_a_conversation_new_to_this_instance_all_fin
     second used to answer "not found" (a 404 on a socket opened beside another)."""
     supervisors: list[Supervisor] = []
     for name in ("a", "b"):
-        settings = test_settings(
-            tmp_path / name, database_url=postgres_url, port=free_port(), lease_seconds=3.0
-        )
+        settings = test_settings(tmp_path / name, database_url=postgres_url, lease_seconds=3.0)
         supervisors.append(await nursery.start(Supervisor(settings, SdkLoader()).run))
     a, b = supervisors
     request = StartConversationRequest.model_validate({"llm": {"model": "openai/fake"}})

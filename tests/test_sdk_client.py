@@ -35,7 +35,7 @@ from openhands.sdk.security.confirmation_policy import AlwaysConfirm
 from pydantic import SecretStr
 
 from tests import stored
-from tests.conftest import LiveServer, free_port, start_server, test_settings, test_stores
+from tests.conftest import LiveServer, start_server, test_settings, test_stores
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ async def sdk(
     settings = test_settings(tmp_path, session_api_keys=keys)
     if store == "postgres":
         url = request.getfixturevalue("postgres_url")
-        settings = settings.with_changes(database_url=url, port=free_port(), lease_seconds=3.0)
+        settings = settings.with_changes(database_url=url, lease_seconds=3.0)
     server = await start_server(nursery, settings)
     if api_key is not None:
         server.client.headers["X-Session-API-Key"] = api_key

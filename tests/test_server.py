@@ -17,7 +17,7 @@ import pytest
 import trio
 from quart.typing import TestClientProtocol as QuartClient
 
-from tests.conftest import free_port, start_cli_server, start_server, test_settings
+from tests.conftest import start_cli_server, start_server, test_settings
 from trio_openhands.interpreter import GC_YOUNG_THRESHOLD, GIL_SWITCH_INTERVAL_SECONDS
 from trio_openhands.web.app import OpenHandsApp, create_app
 
@@ -165,10 +165,10 @@ async def test_cors(tmp_path: Path) -> None:
 
 
 async def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    process = await start_cli_server(tmp_path, port)
+    server = await start_cli_server(tmp_path)
+    process = server.process
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with httpx.AsyncClient(base_url=server.url) as client:
             assert (await client.get("/alive")).json() == {"status": "ok"}
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -196,16 +196,13 @@ async def test_cli_refuses_to_serve_beyond_loopback_without_a_key(tmp_path: Path
 
 
 async def test_cli_serves_beyond_loopback_when_told(tmp_path: Path) -> None:
-    port = free_port()
-    process = await start_cli_server(
-        tmp_path, port, args=["--host", "0.0.0.0"], OPENHANDS_ALLOW_OPEN="1"
-    )
+    server = await start_cli_server(tmp_path, args=["--host", "0.0.0.0"], OPENHANDS_ALLOW_OPEN="1")
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with httpx.AsyncClient(base_url=server.url) as client:
             assert (await client.get("/alive")).status_code == 200
     finally:
-        process.kill()
-        await process.wait()
+        server.process.kill()
+        await server.process.wait()
 
 
 def test_cli_help() -> None:

@@ -31,7 +31,6 @@ from wsproto.events import (
 
 from tests.conftest import (
     LiveServer,
-    free_port,
     start_cli_server,
     start_server,
     test_settings,
@@ -444,9 +443,9 @@ async def test_a_client_that_stops_reading_cannot_keep_the_server_running(
 ) -> None:
     """A replay blocked on a client that never reads holds a socket write Hypercorn will
     not cancel; after SIGTERM the process still ends, its conversations saved."""
-    port = free_port()
-    process = await start_cli_server(tmp_path, port, wait_for="/ready")
-    live = LiveServer.of_process(port, test_settings(tmp_path))
+    server = await start_cli_server(tmp_path, wait_for="/ready")
+    process = server.process
+    live = LiveServer.of_process(server.port, test_settings(tmp_path))
     try:
         conversation_id = await create(live, fake_llm)
         await send(live, conversation_id, BIG_TEXT, run=False)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import free_port, start_cli_server
+from tests.conftest import start_cli_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,11 +46,11 @@ async def message_texts(client: httpx.AsyncClient, conversation_id: str) -> list
 @pytest.mark.parametrize("round_", range(5))
 async def test_every_acknowledged_message_survives_kill_9(tmp_path: Path, round_: int) -> None:
     kill_after = random.Random(round_).randrange(40, 120)  # acknowledged messages before the kill
-    port = free_port()
     env = {"OH_SECRET_KEY": "crash-test", "OPENHANDS_WORKSPACE_DIR": str(tmp_path / "project")}
-    process = await start_cli_server(tmp_path, port, wait_for="/ready", **env)
+    server = await start_cli_server(tmp_path, wait_for="/ready", **env)
+    process = server.process
     acknowledged: list[str] = []
-    url = f"http://127.0.0.1:{port}"
+    url = server.url
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             body = {
@@ -93,14 +93,13 @@ async def test_every_acknowledged_message_survives_kill_9(tmp_path: Path, round_
             process.kill()
         await process.wait()
 
-    port = free_port()
-    restarted = await start_cli_server(tmp_path, port, wait_for="/ready", **env)
+    restarted = await start_cli_server(tmp_path, wait_for="/ready", **env)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        async with httpx.AsyncClient(base_url=restarted.url, timeout=30) as client:
             logged = await message_texts(client, conversation_id)
     finally:
-        restarted.kill()
-        await restarted.wait()
+        restarted.process.kill()
+        await restarted.process.wait()
     missing = set(acknowledged) - set(logged)
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged messages lost"
     assert len(logged) == len(set(logged)), "a message is logged twice"

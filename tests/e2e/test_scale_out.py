@@ -8,9 +8,7 @@ in-process tests of the shared store are in tests/test_postgres_server.py.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sys
 import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,7 +19,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from tests.conftest import free_port, llm_settings
+from tests.conftest import llm_settings, start_cli_server
 from trio_openhands.testing.fake_llm import FakeLLM, text
 
 if TYPE_CHECKING:
@@ -55,28 +53,11 @@ async def started(tmp_path: Path, url: str, count: int) -> AsyncIterator[list[In
     instances: list[Instance] = []
 
     async def one(name: str) -> None:
-        port = free_port()
         directory = tmp_path / name
         directory.mkdir()
-        environment = {
-            **os.environ,
-            **env,
-            "OPENHANDS_CONVERSATIONS_DIR": str(directory / "conversations"),
-        }
-        command = [sys.executable, "-m", "trio_openhands.cli", "--port", str(port)]
-        process = await trio.lowlevel.open_process(
-            [*command, "--log-level", "WARNING"], env=environment, cwd=directory
-        )
-        instance = Instance(process, port)
-        instances.append(instance)  # killed at the end even if it never gets ready
-        with trio.fail_after(90):  # the SDK's import, with the others importing beside it
-            while True:
-                try:
-                    if (await instance.client.get("/ready")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)  # another process: poll its port, bounded
+        # Each waits for `/ready`: the SDK's import, with the others importing beside it.
+        server = await start_cli_server(directory, wait_for="/ready", **env)
+        instances.append(Instance(server.process, server.port))
 
     try:
         async with trio.open_nursery() as nursery:  # they import the SDK at once
