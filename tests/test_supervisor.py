@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from trio_openhands.core.sdk_loader import SdkLoader
 from trio_openhands.core.seed_create import create_seed_conversation
 from trio_openhands.core.supervisor import Supervisor
 from trio_openhands.core.terminal_close import settle_terminals, subprocess_terminals
+from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 
@@ -43,6 +45,51 @@ async def test_asyncio_host_returns_results_and_errors() -> None:
     finally:
         await host.aclose()
     assert not any(t.name == "test-host" for t in threading.enumerate())
+
+
+def this_threads_niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+@pytest.mark.parametrize("niceness", [0, 5])
+async def test_the_asyncio_hosts_threads_run_below_the_trio_threads_priority(
+    niceness: int,
+) -> None:
+    host = AsyncioHost("test-host", niceness=niceness)
+    server = this_threads_niceness()
+
+    async def on_the_loop() -> tuple[int, int]:
+        in_a_tool_thread = await asyncio.get_running_loop().run_in_executor(
+            None, this_threads_niceness
+        )
+        return this_threads_niceness(), in_a_tool_thread
+
+    try:
+        expected = min(19, server + niceness)
+        assert await host.run(on_the_loop) == (expected, expected)
+        assert this_threads_niceness() == server  # the Trio thread keeps its own
+    finally:
+        await host.aclose()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+async def test_a_servers_agents_run_at_its_agent_niceness(
+    tmp_path: Path, nursery: trio.Nursery, fake_llm: FakeLLM
+) -> None:
+    assert Settings.from_env({"OPENHANDS_AGENT_NICENESS": "3"}).agent_niceness == 3
+    assert Settings.from_env({}).agent_niceness == 10
+    server = await start_server(nursery, test_settings(tmp_path, agent_niceness=3))
+    try:
+        tag = fake_llm.script("nice", [tool_call("terminal", {"command": "true"}), finish()])
+        info = await start(server, fake_llm, f"nice {tag}", tools=[{"name": "BashTool"}])
+        await wait_status(server, info["id"], "finished")
+        agents = [t for t in threading.enumerate() if t.name.startswith("sdk-asyncio")]
+        assert {t.name for t in agents} >= {"sdk-asyncio", "sdk-asyncio-tool_0"}
+        niceness = {os.getpriority(os.PRIO_PROCESS, t.native_id or 0) for t in agents}
+        assert niceness == {min(19, this_threads_niceness() + 3)}
+    finally:
+        await server.aclose()
 
 
 async def test_trio_cancellation_cancels_the_asyncio_task_and_waits_for_its_cleanup() -> None:

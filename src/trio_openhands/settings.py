@@ -51,6 +51,10 @@ class Settings:
     log_level: str = "INFO"
     # How many agent runs may be in progress at once; the rest wait for a slot.
     max_concurrent_runs: int = 10
+    # How far below the server's the agents' CPU priority is (nice steps, Linux): the SDK's
+    # asyncio thread and its tool threads (the SDK runs its shells under `nice -n 10`
+    # itself). Under load the API and the sockets then go first; 0 keeps them equal.
+    agent_niceness: int = 10
     # Events a WebSocket subscriber may have queued before it is closed with 1013.
     subscriber_buffer: int = 1024
     # Secret used to encrypt API keys at rest; when unset a key file is created.
@@ -117,6 +121,8 @@ class Settings:
         }
         if env.get("OPENHANDS_MAX_CONCURRENT_RUNS"):
             values["max_concurrent_runs"] = int(env["OPENHANDS_MAX_CONCURRENT_RUNS"])
+        if env.get("OPENHANDS_AGENT_NICENESS"):
+            values["agent_niceness"] = int(env["OPENHANDS_AGENT_NICENESS"])
         if env.get("OPENHANDS_IDLE_UNLOAD_SECONDS"):
             values["idle_unload_seconds"] = float(env["OPENHANDS_IDLE_UNLOAD_SECONDS"])
         if env.get("OPENHANDS_GRACEFUL_TIMEOUT"):

@@ -57,7 +57,10 @@ class Supervisor:
         self.sdk_loader = sdk_loader
         self.run_limiter = trio.CapacityLimiter(settings.max_concurrent_runs)
         # Every SDK run shares one asyncio loop, closed once every conversation is.
-        self.asyncio_host = AsyncioHost(max_workers=max(32, 4 * settings.max_concurrent_runs))
+        self.asyncio_host = AsyncioHost(
+            max_workers=max(32, 4 * settings.max_concurrent_runs),
+            niceness=settings.agent_niceness,
+        )
         # Shell commands of the workspace API, in a nursery of their own (see commands.py).
         self.commands = CommandService(
             subscriber_buffer=settings.subscriber_buffer,
