@@ -16,7 +16,11 @@ How the figures are made:
   (`--max-runs 50`: every run in flight at once, the worst case for the Trio thread).
 - `/alive` is probed from another small process (`--probe` mode of this script), on a new
   connection every 50 ms as a liveness probe would, so the figure is the server's latency,
-  not this process's (which runs the scripted LLM and every client).
+  not this process's (which runs every client; the scripted LLM is a third process).
+- On 2 cores the clients and the scripted LLM take about a core between them, which in a
+  deployment other machines would spend. `--client-niceness 10` runs them that many nice
+  steps below the server and the probe, so that the figure says what the server itself
+  does once its machine is its own; the default (0) has them compete as equals.
 - Each conversation: created with a `terminal` tool; half its sockets connect before the
   message that starts the run, the others at random moments during it, all with
   `resend_all=true`; the scripted agent makes `--steps` tool calls (terminal `echo` and
@@ -346,13 +350,21 @@ async def main(args: argparse.Namespace) -> int:
                 command, env=env, cwd=folder, stdout=log_file, stderr=subprocess.STDOUT
             )
             fake_llm = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "trio_openhands.testing.fake_llm"], stdout=subprocess.PIPE
+                [
+                    *niced(args.client_niceness),
+                    sys.executable,
+                    "-m",
+                    "trio_openhands.testing.fake_llm",
+                ],
+                stdout=subprocess.PIPE,
             )
             try:
                 url = f"http://127.0.0.1:{port}"
                 await wait_ready(url, 120)
                 soak = Soak(args, url, await llm_url(fake_llm))
                 probe = await start_probe(port)
+                if args.client_niceness:  # this thread runs the clients; the probe stays at 0
+                    os.setpriority(os.PRIO_PROCESS, 0, args.client_niceness)
                 began = time.perf_counter()
                 with trio.fail_after(args.timeout):
                     async with trio.open_nursery() as conversations:
@@ -372,6 +384,11 @@ async def main(args: argparse.Namespace) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def niced(niceness: int) -> list[str]:
+    """The prefix that starts a command `niceness` steps below this process's priority."""
+    return ["nice", "-n", str(niceness)] if niceness else []
+
+
 def report(
     args: argparse.Namespace, tally: Tally, probed: dict[str, Any], elapsed: float, log: str
 ) -> int:
@@ -379,8 +396,9 @@ def report(
     errors = [line for line in log.splitlines() if ERROR_LINE.match(line)]
     print(
         f"soak: {args.conversations} conversations x {args.sockets} sockets, "
-        f"{args.steps} tool calls each, max_concurrent_runs {args.max_runs or 'default'}: "
-        f"{elapsed:.1f} s"
+        f"{args.steps} tool calls each, max_concurrent_runs {args.max_runs or 'default'}"
+        + (f", clients at nice {args.client_niceness}" if args.client_niceness else "")
+        + f": {elapsed:.1f} s"
     )
     print(
         f"  events: {tally.events:,} in the logs; {tally.sockets_checked} sockets checked, "
@@ -425,6 +443,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=6, help="tool calls per conversation")
     parser.add_argument(
         "--max-runs", type=int, help="the server's max_concurrent_runs (default: its own, 10)"
+    )
+    parser.add_argument(
+        "--client-niceness",
+        type=int,
+        default=0,
+        help="run this process's clients and the scripted LLM this many nice steps below the "
+        "server and the probe (they stand for other machines: 10 shows the server's own latency)",
     )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds, for it all")
