@@ -153,7 +153,9 @@ async def test_delete_during_a_run_leaves_nothing_behind(
     threads_before = {t.name for t in threading.enumerate()}
     # A duration of its own: other tests' `sleep`s (a kill -9 test's orphan) may be running.
     sleeper = f"sleep {30 + uuid.uuid4().int % 1000 / 1000:.3f}"
-    tag = fake_llm.script("busy", [tool_call("terminal", {"command": sleeper}), finish()])
+    # It ignores the hang-up a closed terminal sends: only a kill ends it.
+    command = f"trap '' HUP; {sleeper}"
+    tag = fake_llm.script("busy", [tool_call("terminal", {"command": command}), finish()])
     info = await start(server, fake_llm, f"busy {tag}", tools=[{"name": "terminal"}])
     await wait_status(server, info["id"], "running")
     assert await trio.to_thread.run_sync(stored.conversation_bytes, server.settings, info["id"])

@@ -7,13 +7,23 @@ shutdown); worse, once the number is reused by another file (a socket this serve
 accepted), that thread may read from it. The reader ends by itself once it sees the shell
 gone, so before the SDK's close we end the shell and wait for the reader: the SDK's close
 then finds nothing left to race with. Blocking; run it in a worker thread.
+
+A command still running in the shell (the agent's `sleep 30`, a build) is killed first, its
+whole process group: the shell reads the `exit` only once its foreground job has ended,
+and the SDK's own close escalates to signals for the shell's group alone, which a job
+started with job control is not in. That job then died only of the hang-up the kernel sends
+once the terminal goes, after the close had returned, so "nothing left running" after a
+delete was a race (lost when the machine was busy), and the shell took 2 s to give up on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +40,7 @@ def settle_terminals(sdk_conversation: Any) -> None:
         if process is None or terminal.closed:
             continue
         if process.poll() is None:
+            kill_foreground_job(terminal)
             with contextlib.suppress(OSError, RuntimeError):
                 terminal._write_pty(b"exit\n")
             try:
@@ -43,6 +54,29 @@ def settle_terminals(sdk_conversation: Any) -> None:
                 log.warning(
                     "a terminal's reader thread outlived its shell by %.1f s", READER_EXIT_SECONDS
                 )
+
+
+def kill_foreground_job(terminal: Any) -> None:
+    """SIGKILL the process group in the terminal's foreground unless it is the shell's own
+    (then no command is running), and wait until it is gone (the shell reaps it)."""
+    descriptor = terminal._pty_master_fd
+    if descriptor is None:
+        return
+    try:
+        foreground = os.tcgetpgrp(descriptor)
+        if foreground in (os.getpgid(terminal.process.pid), os.getpgrp()):
+            return
+        os.killpg(foreground, signal.SIGKILL)
+    except OSError:  # no such group (it ended), or the shell is gone: nothing runs there
+        return
+    deadline = time.monotonic() + SHELL_EXIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(foreground, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)  # another process's exit: poll, bounded
+    log.warning("a terminal's command outlived SIGKILL by %.1f s", SHELL_EXIT_SECONDS)
 
 
 def subprocess_terminals(sdk_conversation: Any) -> Iterator[Any]:
