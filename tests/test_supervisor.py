@@ -327,15 +327,16 @@ async def test_closing_a_conversation_ends_its_terminal_readers_before_the_pty_c
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_settling_a_terminal_kills_the_command_running_in_it(
+async def test_settling_a_terminal_kills_the_commands_running_in_it(
     nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     """A command in the shell's foreground is in a process group of its own (job control),
     which the SDK's close never signals; one that ignores the terminal's hang-up would
-    outlive the conversation. `settle_terminals` kills it, and the shell then exits at once."""
+    outlive the conversation. `settle_terminals` kills it, and the next one the shell starts
+    before it reads the `exit` (here, the list's second command), and the shell then exits."""
     supervisor, conversation, terminal = await run_one_terminal_command(nursery, tmp_path, fake_llm)
     shell_group = os.getpgid(terminal.process.pid)
-    terminal._write_pty(b"trap '' HUP; sleep 31.4159\n")
+    terminal._write_pty(b"trap '' HUP; sleep 30.2718; sleep 31.4159\n")
     with trio.fail_after(10):
         while True:  # the shell starts it in another process: poll, bounded
             job = os.tcgetpgrp(terminal._pty_master_fd)
@@ -346,7 +347,8 @@ async def test_settling_a_terminal_kills_the_command_running_in_it(
     began = trio.current_time()
     await trio.to_thread.run_sync(settle_terminals, conversation.sdk)
     assert trio.current_time() - began < 1.0  # not the 2 s the shell's `exit` waited for
-    with pytest.raises(ProcessLookupError):
-        os.killpg(job, 0)  # no process of the command's group is left
     assert terminal.process.poll() is not None
+    ps = await trio.run_process(["ps", "-eo", "args"], capture_stdout=True)
+    assert b"sleep 30.2718" not in ps.stdout
+    assert b"sleep 31.4159" not in ps.stdout
     await supervisor.delete(conversation.id)

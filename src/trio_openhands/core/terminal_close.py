@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SHELL_EXIT_SECONDS = 2.0  # what the SDK's own close gives the shell before a signal
 READER_EXIT_SECONDS = 1.0  # the reader looks every 0.1 s
+FOREGROUND_CHECK_SECONDS = 0.05  # how often a shell slow to exit is checked for a command
 
 
 def settle_terminals(sdk_conversation: Any) -> None:
@@ -39,14 +40,8 @@ def settle_terminals(sdk_conversation: Any) -> None:
         process = terminal.process
         if process is None or terminal.closed:
             continue
-        if process.poll() is None:
-            kill_foreground_job(terminal)
-            with contextlib.suppress(OSError, RuntimeError):
-                terminal._write_pty(b"exit\n")
-            try:
-                process.wait(timeout=SHELL_EXIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                continue  # left to the SDK's close, which signals the process group
+        if process.poll() is None and not end_shell(terminal):
+            continue  # left to the SDK's close, which signals the process group
         reader = terminal.reader_thread
         if reader is not None:
             reader.join(timeout=READER_EXIT_SECONDS)
@@ -54,6 +49,25 @@ def settle_terminals(sdk_conversation: Any) -> None:
                 log.warning(
                     "a terminal's reader thread outlived its shell by %.1f s", READER_EXIT_SECONDS
                 )
+
+
+def end_shell(terminal: Any) -> bool:
+    """Ask the shell to exit, killing whatever command runs in its foreground: one that was
+    waiting in its input (sent as the run was cancelled) may start before the shell reads
+    the `exit`. Whether the shell ended within SHELL_EXIT_SECONDS."""
+    process = terminal.process
+    kill_foreground_job(terminal)
+    with contextlib.suppress(OSError, RuntimeError):
+        terminal._write_pty(b"exit\n")
+    deadline = time.monotonic() + SHELL_EXIT_SECONDS
+    while True:
+        try:
+            process.wait(timeout=FOREGROUND_CHECK_SECONDS)
+            return True
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                return False
+            kill_foreground_job(terminal)
 
 
 def kill_foreground_job(terminal: Any) -> None:
