@@ -20,8 +20,9 @@ runs at once; its threads are started on demand.
 
 The loop's thread and the tool threads run at a lower CPU priority than the Trio thread
 (`niceness`, the setting `agent_niceness`): when the cores are busy, the kernel then runs
-the Trio thread first. On the 2-core soak (bench/soak.py) this halved `/alive`'s p99
-(142-167 ms to 64-78 ms in 3 of 4 alternating pairs), the agents' work taking as long.
+the Trio thread first. On the 2-core soak (bench/soak.py), ten alternating pairs gave
+`/alive` a p99 of 53-148 ms (median ~84) against 73-297 ms (median ~143) at the same
+priority, the agents' work taking as long (Development.md).
 (The SDK already starts each terminal's shell under `nice -n 10`, so the commands were
 lower; what was not is the agents' Python: the LLM answers, the steps, the events.)
 """
