@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trio_openhands.web.hosts import host_is_allowed
-from trio_openhands.web.liveness import LIVENESS_PATHS
+from trio_openhands.web.liveness import ALIVE, LIVENESS_PATHS
 from trio_openhands.web.protocol_errors import install_h11_protocol
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class EarlyApp:
             await self._lifespan(scope, receive, send)
             return
         if self.app is None and self._answers_early(scope):
-            await _send_json(send, 200, {"status": "ok"})
+            await _send_json(send, 200, ALIVE)
             return
         await self.settled.wait()
         if self.app is not None:

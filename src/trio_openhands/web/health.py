@@ -15,6 +15,7 @@ from quart import Blueprint, Response
 
 from trio_openhands.core.models import KNOWN_TOOLS
 from trio_openhands.web.common import app, json_response
+from trio_openhands.web.liveness import ALIVE
 from trio_openhands.web.openapi import responses
 from trio_openhands.web.response_bodies import Alive, Readiness, ServerInfo
 
@@ -39,7 +40,7 @@ def _version(package: str) -> str | None:
 @blueprint.get("/health")
 @responses(Alive)
 async def alive() -> Response:
-    return json_response({"status": "ok"})
+    return json_response(ALIVE)
 
 
 @blueprint.get("/ready")

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 LIVENESS_PATHS = frozenset({"/alive", "/health"})  # the early app answers these too
 LIVENESS_TARGETS = frozenset(path.encode() for path in LIVENESS_PATHS)
-BODY = json.dumps({"status": "ok"}).encode()  # what web/health.py's `alive` answers
+ALIVE = {"status": "ok"}  # the answer, wherever it is made (here, early.py, health.py)
+BODY = json.dumps(ALIVE).encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
 
 
