@@ -23,7 +23,11 @@ from trio_openhands.core.sdk_bridge import to_message
 from trio_openhands.core.sdk_loader import SdkLoader
 from trio_openhands.core.seed_create import create_seed_conversation
 from trio_openhands.core.supervisor import Supervisor
-from trio_openhands.core.terminal_close import settle_terminals, subprocess_terminals
+from trio_openhands.core.terminal_close import (
+    kill_session,
+    settle_terminals,
+    subprocess_terminals,
+)
 from trio_openhands.settings import Settings
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
@@ -263,10 +267,10 @@ async def test_an_unused_conversation_is_unloaded_and_loads_again(
 
 
 async def run_one_terminal_command(
-    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM, **settings_changes: Any
 ) -> tuple[Supervisor, Conversation, Any]:
     """A supervisor, and a conversation whose agent ran `echo up` in its one terminal."""
-    settings = test_settings(tmp_path)
+    settings = test_settings(tmp_path, **settings_changes)
     supervisor: Supervisor = await nursery.start(Supervisor(settings, SdkLoader()).run)
     tag = fake_llm.script("shell", [tool_call("terminal", {"command": "echo up"}), finish()])
     request = StartConversationRequest.model_validate(
@@ -351,4 +355,66 @@ async def test_settling_a_terminal_kills_the_commands_running_in_it(
     ps = await trio.run_process(["ps", "-eo", "args"], capture_stdout=True)
     assert b"sleep 30.2718" not in ps.stdout
     assert b"sleep 31.4159" not in ps.stdout
+    await supervisor.delete(conversation.id)
+
+
+async def start_background_jobs(terminal: Any) -> list[bytes]:
+    """Have the terminal's shell start two background jobs that ignore the hang-up (one a
+    subshell with a child), as `nohup npm run dev &` would; return what `ps` shows of them."""
+    durations = [30 + int.from_bytes(os.urandom(2)) / 100_000 for _ in range(2)]
+    sleepers = [f"sleep {d:.5f}".encode() for d in durations]
+    terminal._write_pty(b"trap '' HUP; %s & (%s; true) &\n" % tuple(sleepers))
+    for _ in range(1000):  # the shell starts them in other processes: poll, bounded
+        running = await running_commands()
+        if all(sleeper in running for sleeper in sleepers):
+            return sleepers
+    raise AssertionError("the background jobs did not start")
+
+
+async def running_commands() -> bytes:
+    return (await trio.run_process(["ps", "-eo", "args"], capture_stdout=True)).stdout
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")
+@pytest.mark.parametrize("end", ["delete", "shutdown"])
+async def test_a_conversation_that_ends_kills_its_terminals_background_jobs(
+    end: str, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """Bash does not hang up its background jobs when it exits, so a deleted conversation's
+    `dev server &` ran on with nothing to manage it; now nothing of its session is left."""
+    async with trio.open_nursery() as serving:
+        supervisor, conversation, terminal = await run_one_terminal_command(
+            serving, tmp_path, fake_llm
+        )
+        sleepers = await start_background_jobs(terminal)
+        if end == "delete":
+            await supervisor.delete(conversation.id)
+            assert conversation.closed.is_set()
+        serving.cancel_scope.cancel()  # the server shuts down (after the delete: nothing left)
+    assert conversation.closed.is_set()
+    left = await running_commands()
+    assert [sleeper for sleeper in sleepers if sleeper in left] == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")
+async def test_an_idle_unload_keeps_a_terminals_background_jobs(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM, mock_clock: trio.testing.MockClock
+) -> None:
+    """The conversation is loaded again on its next use, and its agent may count on the dev
+    server it started: an unload ends the shell, not what runs in the background."""
+    supervisor, conversation, terminal = await run_one_terminal_command(
+        nursery, tmp_path, fake_llm, idle_unload_seconds=600
+    )
+    shell = terminal.process
+    sleepers = await start_background_jobs(terminal)
+    try:
+        mock_clock.jump(601)
+        await conversation.closed.wait()
+        assert shell.poll() is not None, "the shell has ended"
+        left = await running_commands()
+        assert [sleeper for sleeper in sleepers if sleeper in left] == sleepers
+    finally:
+        await trio.to_thread.run_sync(kill_session, shell.pid)  # it outlives its shell
+    left = await running_commands()
+    assert [sleeper for sleeper in sleepers if sleeper in left] == []
     await supervisor.delete(conversation.id)

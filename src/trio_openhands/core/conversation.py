@@ -366,8 +366,11 @@ class Conversation(DurableSdkCalls):
 
     # -- end of life --------------------------------------------------------------------
 
-    async def close_runtime(self, close_code: int, reason: str) -> None:
-        """Release what the conversation holds. Shielded by the caller."""
+    async def close_runtime(
+        self, close_code: int, reason: str, *, keep_background_jobs: bool = False
+    ) -> None:
+        """Release what the conversation holds, its terminals' background jobs too unless
+        told to keep them (an idle unload: see terminal_close.py). Shielded by the caller."""
         if self._run_scope is not None:
             self._run_scope.cancel()
             await self._run_finished.wait()
@@ -375,12 +378,13 @@ class Conversation(DurableSdkCalls):
         if self.sdk is not None:
             self.record.status = self.status
             try:
-                await trio.to_thread.run_sync(self._close_sdk, self.sdk)
+                await trio.to_thread.run_sync(self._close_sdk, self.sdk, keep_background_jobs)
             except Exception:
                 log.exception("conversation %s: closing the SDK conversation failed", self.id)
 
-    def _close_sdk(self, sdk: Any) -> None:
-        settle_terminals(sdk)  # the SDK's close races its terminal readers otherwise
+    def _close_sdk(self, sdk: Any, keep_background_jobs: bool) -> None:
+        # The SDK's close races its terminal readers otherwise.
+        settle_terminals(sdk, keep_background_jobs=keep_background_jobs)
         self._durably(sdk.close)
 
     def workspace_dir(self, default: Path) -> Path:

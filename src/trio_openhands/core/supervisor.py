@@ -341,7 +341,9 @@ class Supervisor:
             log.info("conversation %s: stopped here (taken over)", conversation.id)
         else:
             reason = "conversation unloaded" if conversation.unloading else "server shutting down"
-            await conversation.close_runtime(CLOSE_GOING_AWAY, reason)
+            await conversation.close_runtime(
+                CLOSE_GOING_AWAY, reason, keep_background_jobs=conversation.unloading
+            )
             await self._logged("saving", self._save_and_release(conversation), conversation)
         if conversation.files is not None:  # its events pack's descriptor
             await self._logged(

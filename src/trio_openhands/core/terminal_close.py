@@ -14,6 +14,14 @@ and the SDK's own close escalates to signals for the shell's group alone, which 
 started with job control is not in. That job then died only of the hang-up the kernel sends
 once the terminal goes, after the close had returned, so "nothing left running" after a
 delete was a race (lost when the machine was busy), and the shell took 2 s to give up on.
+
+Background jobs (`npm run dev &`) are in the shell's session too, and survive its exit:
+bash does not hang them up, and the kernel's hang-up goes to the foreground alone. When the
+conversation ends for good (deleted, the server shutting down, moved to another instance)
+every process still in the shell's session is killed, before the `exit` and after it. An
+idle unload keeps them (`keep_background_jobs`): the conversation is loaded again on its
+next use, and the agent may expect its dev server to be up. A process that left the session
+(`setsid`, a daemon's double fork) is out of reach, as it is of a terminal's hang-up.
 """
 
 from __future__ import annotations
@@ -34,13 +42,19 @@ READER_EXIT_SECONDS = 1.0  # the reader looks every 0.1 s
 FOREGROUND_CHECK_SECONDS = 0.05  # how often a shell slow to exit is checked for a command
 
 
-def settle_terminals(sdk_conversation: Any) -> None:
-    """End the shell of every started subprocess terminal and wait for its reader."""
+def settle_terminals(sdk_conversation: Any, *, keep_background_jobs: bool = False) -> None:
+    """End the shell of every started subprocess terminal (and, unless told to keep them,
+    whatever else runs in its session) and wait for its reader."""
     for terminal in subprocess_terminals(sdk_conversation):
         process = terminal.process
         if process is None or terminal.closed:
             continue
-        if process.poll() is None and not end_shell(terminal):
+        if not keep_background_jobs:
+            kill_session(process.pid)
+        ended = process.poll() is not None or end_shell(terminal)
+        if not keep_background_jobs:
+            kill_session(process.pid)  # what a command queued before the `exit` started
+        if not ended:
             continue  # left to the SDK's close, which signals the process group
         reader = terminal.reader_thread
         if reader is not None:
@@ -91,6 +105,42 @@ def kill_foreground_job(terminal: Any) -> None:
             return
         time.sleep(0.01)  # another process's exit: poll, bounded
     log.warning("a terminal's command outlived SIGKILL by %.1f s", SHELL_EXIT_SECONDS)
+
+
+def kill_session(shell: int) -> None:
+    """SIGKILL every process in the session the shell `shell` leads, the shell apart (its
+    process groups whole, so a job's children go with it), until none is left (bounded).
+    The session's id stays reserved while any process is in it, so it names no other."""
+    deadline = time.monotonic() + SHELL_EXIT_SECONDS
+    while members := session_members(shell):
+        if time.monotonic() >= deadline:
+            log.warning("%d processes of a terminal outlived SIGKILL", len(members))
+            return
+        for pid, group in members:
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                if group == shell:
+                    os.kill(pid, signal.SIGKILL)  # in the shell's own group: a subshell
+                else:
+                    os.killpg(group, signal.SIGKILL)
+        time.sleep(0.01)  # their exits: poll, bounded
+
+
+def session_members(session: int) -> list[tuple[int, int]]:
+    """(pid, process group) of each live process in `session` but its leader, from /proc
+    (none where there is no /proc). Zombies are left out: they run nothing."""
+    members = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit() or int(entry.name) == session:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        state, group, its_session = fields[0], int(fields[2]), int(fields[3])
+        if its_session == session and state not in (b"Z", b"X"):
+            members.append((int(entry.name), group))
+    return members
 
 
 def subprocess_terminals(sdk_conversation: Any) -> Iterator[Any]:
