@@ -59,8 +59,9 @@ class Settings:
     subscriber_buffer: int = 1024
     # Secret used to encrypt API keys at rest; when unset a key file is created.
     secret_key: str | None = None
-    # Seconds a shutdown gives conversations to pause and persist, then open connections
-    # to finish (Hypercorn holds idle keep-alive connections open for all of it).
+    # Seconds a shutdown gives conversations to pause and persist, then requests in progress
+    # to finish (an idle keep-alive connection is closed at once: 0.07 s to exit with one
+    # open and a 10 s timeout, against 0.04 s without).
     graceful_timeout: float = 0.5
     # Seconds an idle keep-alive HTTP connection is held open (Hypercorn's default).
     keep_alive_timeout: float = 5.0
