@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -331,13 +332,16 @@ async def test_closing_a_conversation_ends_its_terminal_readers_before_the_pty_c
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize("keep_background_jobs", [False, True])
 async def test_settling_a_terminal_kills_the_commands_running_in_it(
-    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+    keep_background_jobs: bool, nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     """A command in the shell's foreground is in a process group of its own (job control),
     which the SDK's close never signals; one that ignores the terminal's hang-up would
-    outlive the conversation. `settle_terminals` kills it, and the next one the shell starts
-    before it reads the `exit` (here, the list's second command), and the shell then exits."""
+    outlive the conversation. `settle_terminals` kills it, and the next one the shell would
+    start before it reads the `exit` (here, the list's second command): when the shell is
+    to exit (an unload), that one is killed in turn; otherwise the shell is stopped first
+    and never starts it."""
     supervisor, conversation, terminal = await run_one_terminal_command(nursery, tmp_path, fake_llm)
     shell_group = os.getpgid(terminal.process.pid)
     terminal._write_pty(b"trap '' HUP; sleep 30.2718; sleep 31.4159\n")
@@ -349,7 +353,9 @@ async def test_settling_a_terminal_kills_the_commands_running_in_it(
             await trio.sleep(0.01)
 
     began = trio.current_time()
-    await trio.to_thread.run_sync(settle_terminals, conversation.sdk)
+    await trio.to_thread.run_sync(
+        partial(settle_terminals, conversation.sdk, keep_background_jobs=keep_background_jobs)
+    )
     assert trio.current_time() - began < 1.0  # not the 2 s the shell's `exit` waited for
     assert terminal.process.poll() is not None
     ps = await trio.run_process(["ps", "-eo", "args"], capture_stdout=True)
@@ -394,6 +400,21 @@ async def test_a_conversation_that_ends_kills_its_terminals_background_jobs(
     assert conversation.closed.is_set()
     left = await running_commands()
     assert [sleeper for sleeper in sleepers if sleeper in left] == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")
+async def test_the_background_jobs_of_a_shell_that_exited_are_killed_too(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """The agent ran `exit` (or the shell died): its session lives on in its jobs."""
+    supervisor, conversation, terminal = await run_one_terminal_command(nursery, tmp_path, fake_llm)
+    sleepers = await start_background_jobs(terminal)
+    terminal._write_pty(b"exit\n")
+    await trio.to_thread.run_sync(partial(terminal.process.wait, timeout=10))
+    assert [sleeper for sleeper in sleepers if sleeper in await running_commands()] == sleepers
+    await trio.to_thread.run_sync(settle_terminals, conversation.sdk)
+    assert [sleeper for sleeper in sleepers if sleeper in await running_commands()] == []
+    await supervisor.delete(conversation.id)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")

@@ -18,9 +18,10 @@ delete was a race (lost when the machine was busy), and the shell took 2 s to gi
 Background jobs (`npm run dev &`) are in the shell's session too, and survive its exit:
 bash does not hang them up, and the kernel's hang-up goes to the foreground alone. When the
 conversation ends for good (deleted, the server shutting down, moved to another instance)
-every process still in the shell's session is killed, before the `exit` and after it. An
-idle unload keeps them (`keep_background_jobs`): the conversation is loaded again on its
-next use, and the agent may expect its dev server to be up. A process that left the session
+the shell is stopped (so it starts nothing more, not even a command waiting in its input),
+every other process of its session is killed, and then the shell. An idle unload keeps the
+background jobs (`keep_background_jobs`): the conversation is loaded again on its next use,
+and the agent may expect its dev server to be up. A process that left the session
 (`setsid`, a daemon's double fork) is out of reach, as it is of a terminal's hang-up.
 """
 
@@ -49,11 +50,14 @@ def settle_terminals(sdk_conversation: Any, *, keep_background_jobs: bool = Fals
         process = terminal.process
         if process is None or terminal.closed:
             continue
-        if not keep_background_jobs:
-            kill_session(process.pid)
-        ended = process.poll() is not None or end_shell(terminal)
-        if not keep_background_jobs:
-            kill_session(process.pid)  # what a command queued before the `exit` started
+        if process.poll() is not None:
+            ended = True
+            if not keep_background_jobs:
+                kill_session(process.pid)  # the shell exited, its jobs may not have
+        elif keep_background_jobs:
+            ended = end_shell(terminal)
+        else:
+            ended = end_session(process)
         if not ended:
             continue  # left to the SDK's close, which signals the process group
         reader = terminal.reader_thread
@@ -107,22 +111,47 @@ def kill_foreground_job(terminal: Any) -> None:
     log.warning("a terminal's command outlived SIGKILL by %.1f s", SHELL_EXIT_SECONDS)
 
 
-def kill_session(shell: int) -> None:
-    """SIGKILL every process in the session the shell `shell` leads, the shell apart (its
-    process groups whole, so a job's children go with it), until none is left (bounded).
-    The session's id stays reserved while any process is in it, so it names no other."""
+def end_session(shell: Any) -> bool:
+    """Stop the shell, kill every other process of its session, then kill the shell.
+    Whether the shell ended within SHELL_EXIT_SECONDS."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(shell.pid, signal.SIGSTOP)
+    kill_session(shell.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(shell.pid, signal.SIGKILL)
+    try:
+        shell.wait(timeout=SHELL_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def kill_session(leader: int) -> None:
+    """SIGKILL every process in the session `leader` leads, the leader apart (process groups
+    whole, so a job's children go with it), and wait (bounded) until each has died. The
+    session's id stays reserved while any process is in it, so it names no other."""
+    members = session_members(leader)
+    for pid, group in members:
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            if group == leader:
+                os.kill(pid, signal.SIGKILL)  # in the shell's own group: a subshell
+            else:
+                os.killpg(group, signal.SIGKILL)
     deadline = time.monotonic() + SHELL_EXIT_SECONDS
-    while members := session_members(shell):
+    while alive := [pid for pid, _ in members if is_running(pid)]:
         if time.monotonic() >= deadline:
-            log.warning("%d processes of a terminal outlived SIGKILL", len(members))
+            log.warning("%d processes of a terminal outlived SIGKILL", len(alive))
             return
-        for pid, group in members:
-            with contextlib.suppress(OSError):  # it ended meanwhile
-                if group == shell:
-                    os.kill(pid, signal.SIGKILL)  # in the shell's own group: a subshell
-                else:
-                    os.killpg(group, signal.SIGKILL)
         time.sleep(0.01)  # their exits: poll, bounded
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` is a process that has not died (a zombie has: it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
 
 
 def session_members(session: int) -> list[tuple[int, int]]:
