@@ -36,6 +36,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from trio_openhands.core.process_table import is_running, session_members
+
 log = logging.getLogger(__name__)
 
 SHELL_EXIT_SECONDS = 2.0  # what the SDK's own close gives the shell before a signal
@@ -143,33 +145,6 @@ def kill_session(leader: int) -> None:
             log.warning("%d processes of a terminal outlived SIGKILL", len(alive))
             return
         time.sleep(0.01)  # their exits: poll, bounded
-
-
-def is_running(pid: int) -> bool:
-    """Whether `pid` is a process that has not died (a zombie has: it runs nothing)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        return False
-
-
-def session_members(session: int) -> list[tuple[int, int]]:
-    """(pid, process group) of each live process in `session` but its leader, from /proc
-    (none where there is no /proc). Zombies are left out: they run nothing."""
-    members = []
-    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.name.isdigit() or int(entry.name) == session:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:  # it ended meanwhile
-            continue
-        state, group, its_session = fields[0], int(fields[2]), int(fields[3])
-        if its_session == session and state not in (b"Z", b"X"):
-            members.append((int(entry.name), group))
-    return members
 
 
 def subprocess_terminals(sdk_conversation: Any) -> Iterator[Any]:
