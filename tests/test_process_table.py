@@ -62,8 +62,10 @@ def test_callers_share_the_next_scan_to_begin_after_their_call() -> None:
 
     shared = SharedScans(scan)
     results: dict[str, dict[int, list[Member]]] = {}
-    callers = {name: threading.Thread(target=lambda n=name: results.update({n: shared.latest()}))
-               for name in "abc"}
+    callers = {
+        name: threading.Thread(target=lambda n=name: results.update({n: shared.latest()}))
+        for name in "abc"
+    }
     callers["a"].start()
     assert first_listed.wait(10)
     late = subprocess.Popen(["sleep", "30"], start_new_session=True)
