@@ -25,7 +25,7 @@ import time
 
 import trio
 
-from trio_openhands.core import terminal_spawn
+from trio_openhands.core import terminal_ready, terminal_spawn
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ def import_sdk() -> None:
         except ImportError as error:  # only a cost moved back to the first call
             log.debug("could not preload %s: %s", module, error)
     terminal_spawn.install()
+    terminal_ready.install()
     if first_import:  # once per process (a test process starts many servers)
         gc.freeze()  # see the module docstring
 
