@@ -1,4 +1,5 @@
-"""Let each subprocess terminal's reader thread end before the SDK closes its PTY.
+"""A closing conversation's subprocess terminals: what runs in them ended, then the shells
+and their reader threads, before the SDK closes their PTYs.
 
 The SDK's `SubprocessTerminal.close()` closes the PTY's master descriptor and only then
 joins the thread that reads it. A reader still in `select()` on that descriptor logs
