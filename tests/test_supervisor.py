@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import threading
 from functools import partial
@@ -384,7 +385,7 @@ async def running_commands() -> bytes:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")
 @pytest.mark.parametrize("end", ["delete", "shutdown"])
 async def test_a_conversation_that_ends_kills_its_terminals_background_jobs(
-    end: str, tmp_path: Path, fake_llm: FakeLLM
+    end: str, tmp_path: Path, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Bash does not hang up its background jobs when it exits, so a deleted conversation's
     `dev server &` ran on with nothing to manage it; now nothing of its session is left."""
@@ -400,6 +401,8 @@ async def test_a_conversation_that_ends_kills_its_terminals_background_jobs(
     assert conversation.closed.is_set()
     left = await running_commands()
     assert [sleeper for sleeper in sleepers if sleeper in left] == []
+    # The two jobs, and the subshell's sleep (a prompt being drawn may add a subshell).
+    assert re.search(r"killing [3-9] processes left running in a terminal's session", caplog.text)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")

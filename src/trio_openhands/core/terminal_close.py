@@ -134,6 +134,8 @@ def kill_session(leader: int) -> None:
     whole, so a job's children go with it), and wait (bounded) until each has died. The
     session's id stays reserved while any process is in it, so it names no other."""
     members = session_members(leader)
+    if members:
+        log.info("killing %d processes left running in a terminal's session", len(members))
     for pid, group in members:
         with contextlib.suppress(OSError):  # it ended meanwhile
             if group == leader:
