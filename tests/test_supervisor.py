@@ -421,24 +421,33 @@ async def test_the_background_jobs_of_a_shell_that_exited_are_killed_too(
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")
-async def test_an_idle_unload_keeps_a_terminals_background_jobs(
-    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM, mock_clock: trio.testing.MockClock
+@pytest.mark.parametrize("end", ["delete", "shutdown"])
+async def test_an_idle_unload_keeps_a_terminals_background_jobs_until_the_conversation_ends(
+    end: str, tmp_path: Path, fake_llm: FakeLLM, mock_clock: trio.testing.MockClock
 ) -> None:
     """The conversation is loaded again on its next use, and its agent may count on the dev
-    server it started: an unload ends the shell, not what runs in the background."""
-    supervisor, conversation, terminal = await run_one_terminal_command(
-        nursery, tmp_path, fake_llm, idle_unload_seconds=600
-    )
-    shell = terminal.process
-    sleepers = await start_background_jobs(terminal)
+    server it started: an unload ends the shell, not what runs in the background. Deleting
+    the conversation later, or stopping the server, ends those too."""
+    shell = None
     try:
-        mock_clock.jump(601)
-        await conversation.closed.wait()
-        assert shell.poll() is not None, "the shell has ended"
+        async with trio.open_nursery() as serving:
+            supervisor, conversation, terminal = await run_one_terminal_command(
+                serving, tmp_path, fake_llm, idle_unload_seconds=600
+            )
+            shell = terminal.process
+            sleepers = await start_background_jobs(terminal)
+            mock_clock.jump(601)
+            await conversation.closed.wait()
+            assert shell.poll() is not None, "the shell has ended"
+            left = await running_commands()
+            assert [sleeper for sleeper in sleepers if sleeper in left] == sleepers
+            if end == "delete":
+                await supervisor.delete(conversation.id)  # loads it again, then deletes it
+                left = await running_commands()
+                assert [sleeper for sleeper in sleepers if sleeper in left] == []
+            serving.cancel_scope.cancel()
         left = await running_commands()
-        assert [sleeper for sleeper in sleepers if sleeper in left] == sleepers
+        assert [sleeper for sleeper in sleepers if sleeper in left] == []
     finally:
-        await trio.to_thread.run_sync(kill_session, shell.pid)  # it outlives its shell
-    left = await running_commands()
-    assert [sleeper for sleeper in sleepers if sleeper in left] == []
-    await supervisor.delete(conversation.id)
+        if shell is not None:  # whatever failed, leave nothing behind
+            await trio.to_thread.run_sync(kill_session, shell.pid)

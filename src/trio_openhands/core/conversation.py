@@ -78,6 +78,7 @@ class Conversation(DurableSdkCalls):
         self._save = save  # persists the record: a restart must know a run was in progress
         self._run_scope: trio.CancelScope | None = None
         self._run_finished = trio.Event()
+        self.kept_sessions: list[int] = []  # see close_runtime
         self._run_finished.set()
         self._run_wanted = False
         # A resume that came while the run task was ending (its settled status already
@@ -370,7 +371,8 @@ class Conversation(DurableSdkCalls):
         self, close_code: int, reason: str, *, keep_background_jobs: bool = False
     ) -> None:
         """Release what the conversation holds, its terminals' background jobs too unless
-        told to keep them (an idle unload: see terminal_close.py). Shielded by the caller."""
+        told to keep them (an idle unload: see terminal_close.py; their sessions are then in
+        `kept_sessions`). Shielded by the caller."""
         if self._run_scope is not None:
             self._run_scope.cancel()
             await self._run_finished.wait()
@@ -378,14 +380,17 @@ class Conversation(DurableSdkCalls):
         if self.sdk is not None:
             self.record.status = self.status
             try:
-                await trio.to_thread.run_sync(self._close_sdk, self.sdk, keep_background_jobs)
+                self.kept_sessions = await trio.to_thread.run_sync(
+                    self._close_sdk, self.sdk, keep_background_jobs
+                )
             except Exception:
                 log.exception("conversation %s: closing the SDK conversation failed", self.id)
 
-    def _close_sdk(self, sdk: Any, keep_background_jobs: bool) -> None:
+    def _close_sdk(self, sdk: Any, keep_background_jobs: bool) -> list[int]:
         # The SDK's close races its terminal readers otherwise.
-        settle_terminals(sdk, keep_background_jobs=keep_background_jobs)
+        kept = settle_terminals(sdk, keep_background_jobs=keep_background_jobs)
         self._durably(sdk.close)
+        return kept
 
     def workspace_dir(self, default: Path) -> Path:
         working_dir = (self.record.request.get("workspace") or {}).get("working_dir")

@@ -35,6 +35,7 @@ from trio_openhands.core.conversation import Conversation
 from trio_openhands.core.conversation_record import ConversationRecord, utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound
 from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
+from trio_openhands.core.kept_jobs import KeptJobs
 from trio_openhands.core.other_instances import OtherInstances
 from trio_openhands.core.records import Records
 from trio_openhands.services.commands import CommandService
@@ -67,6 +68,7 @@ class Supervisor:
             max_output_bytes=settings.command_output_limit,
         )
         self.records = Records(self)
+        self.kept_jobs = KeptJobs()  # what idle unloads left running in the background
         self.loaded: dict[uuid.UUID, Conversation] = {}
         self.loading: dict[uuid.UUID, trio.Event] = {}
         self._conversations_nursery: trio.Nursery | None = None
@@ -117,6 +119,7 @@ class Supervisor:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.shutdown()
+                    await self.kept_jobs.end_all()
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -334,16 +337,19 @@ class Supervisor:
     async def _release(self, conversation: Conversation) -> None:
         if conversation.deleted:
             await conversation.close_runtime(CLOSE_CONVERSATION_DELETED, "conversation deleted")
+            await self.kept_jobs.end(conversation.id)
             await self._logged("removing", self.store.remove(conversation.id), conversation)
             log.info("conversation %s: deleted", conversation.id)
         elif conversation.lost:
             await conversation.close_runtime(CLOSE_GOING_AWAY, "conversation moved")
+            await self.kept_jobs.end(conversation.id)
             log.info("conversation %s: stopped here (taken over)", conversation.id)
         else:
             reason = "conversation unloaded" if conversation.unloading else "server shutting down"
             await conversation.close_runtime(
                 CLOSE_GOING_AWAY, reason, keep_background_jobs=conversation.unloading
             )
+            self.kept_jobs.keep(conversation.id, conversation.kept_sessions)
             await self._logged("saving", self._save_and_release(conversation), conversation)
         if conversation.files is not None:  # its events pack's descriptor
             await self._logged(

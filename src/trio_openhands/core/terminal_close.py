@@ -22,7 +22,8 @@ conversation ends for good (deleted, the server shutting down, moved to another 
 the shell is stopped (so it starts nothing more, not even a command waiting in its input),
 every other process of its session is killed, and then the shell. An idle unload keeps the
 background jobs (`keep_background_jobs`): the conversation is loaded again on its next use,
-and the agent may expect its dev server to be up. A process that left the session
+and the agent may expect its dev server to be up (kept_jobs.py ends them with the
+conversation). A process that left the session
 (`setsid`, a daemon's double fork) is out of reach, as it is of a terminal's hang-up.
 """
 
@@ -46,9 +47,11 @@ READER_EXIT_SECONDS = 1.0  # the reader looks every 0.1 s
 FOREGROUND_CHECK_SECONDS = 0.05  # how often a shell slow to exit is checked for a command
 
 
-def settle_terminals(sdk_conversation: Any, *, keep_background_jobs: bool = False) -> None:
+def settle_terminals(sdk_conversation: Any, *, keep_background_jobs: bool = False) -> list[int]:
     """End the shell of every started subprocess terminal (and, unless told to keep them,
-    whatever else runs in its session) and wait for its reader."""
+    whatever else runs in its session) and wait for its reader. The sessions whose jobs
+    were kept running, by their (ended) shells' pids."""
+    kept: list[int] = []
     for terminal in subprocess_terminals(sdk_conversation):
         process = terminal.process
         if process is None or terminal.closed:
@@ -59,6 +62,8 @@ def settle_terminals(sdk_conversation: Any, *, keep_background_jobs: bool = Fals
                 kill_session(process.pid)  # the shell exited, its jobs may not have
         elif keep_background_jobs:
             ended = end_shell(terminal)
+            if ended and session_members(process.pid):
+                kept.append(process.pid)
         else:
             ended = end_session(process)
         if not ended:
@@ -70,6 +75,7 @@ def settle_terminals(sdk_conversation: Any, *, keep_background_jobs: bool = Fals
                 log.warning(
                     "a terminal's reader thread outlived its shell by %.1f s", READER_EXIT_SECONDS
                 )
+    return kept
 
 
 def end_shell(terminal: Any) -> bool:
