@@ -23,8 +23,8 @@ the shell is stopped (so it starts nothing more, not even a command waiting in i
 every other process of its session is killed, and then the shell. An idle unload keeps the
 background jobs (`keep_background_jobs`): the conversation is loaded again on its next use,
 and the agent may expect its dev server to be up (kept_jobs.py ends them with the
-conversation). A process that left the session
-(`setsid`, a daemon's double fork) is out of reach, as it is of a terminal's hang-up.
+conversation). A process that left the session (`setsid`, a daemon's double fork) is out
+of reach, as it is of a terminal's hang-up.
 """
 
 from __future__ import annotations
