@@ -359,9 +359,9 @@ async def test_settling_a_terminal_kills_the_commands_running_in_it(
     )
     assert trio.current_time() - began < 1.0  # not the 2 s the shell's `exit` waited for
     assert terminal.process.poll() is not None
-    ps = await trio.run_process(["ps", "-eo", "args"], capture_stdout=True)
-    assert b"sleep 30.2718" not in ps.stdout
-    assert b"sleep 31.4159" not in ps.stdout
+    running = await running_commands()
+    assert b"sleep 30.2718" not in running
+    assert b"sleep 31.4159" not in running
     await supervisor.delete(conversation.id)
 
 

@@ -21,8 +21,9 @@ import re
 import secrets
 import threading
 import time
-import types
 from typing import Any
+
+from trio_openhands.core.terminal_spawn import module_with
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,4 @@ def install() -> None:
 
     initialize.waits_for_the_shell = True  # type: ignore[attr-defined]
     terminal_class.initialize = initialize
-    module = types.ModuleType(time.__name__, time.__doc__)
-    module.__dict__.update(time.__dict__, sleep=_sleep)
-    subprocess_terminal.__dict__["time"] = module
+    subprocess_terminal.__dict__["time"] = module_with(time, sleep=_sleep)

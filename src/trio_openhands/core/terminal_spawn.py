@@ -38,6 +38,12 @@ def install() -> None:
     sdk_globals = subprocess_terminal.__dict__
     if sdk_globals["subprocess"].Popen is SessionPopen:
         return
-    module = types.ModuleType(subprocess.__name__, subprocess.__doc__)
-    module.__dict__.update(subprocess.__dict__, Popen=SessionPopen)
-    sdk_globals["subprocess"] = module
+    sdk_globals["subprocess"] = module_with(subprocess, Popen=SessionPopen)
+
+
+def module_with(original: types.ModuleType, **replaced: Any) -> types.ModuleType:
+    """A copy of `original` with some of its names bound anew: given to one SDK module as
+    the module it imported, it changes what that module calls and nothing else."""
+    module = types.ModuleType(original.__name__, original.__doc__)
+    module.__dict__.update(original.__dict__, **replaced)
+    return module
