@@ -21,6 +21,7 @@ from tests.test_conversations import events_of, start
 from trio_openhands.core.asyncio_host import CANCEL_GRACE_SECONDS, AsyncioHost
 from trio_openhands.core.conversation import Conversation
 from trio_openhands.core.models import StartConversationRequest, TextPart
+from trio_openhands.core.other_instances import OtherInstances
 from trio_openhands.core.sdk_bridge import to_message
 from trio_openhands.core.sdk_loader import SdkLoader
 from trio_openhands.core.seed_create import create_seed_conversation
@@ -421,13 +422,14 @@ async def test_the_background_jobs_of_a_shell_that_exited_are_killed_too(
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="a session's processes are read from /proc")
-@pytest.mark.parametrize("end", ["delete", "shutdown"])
+@pytest.mark.parametrize("end", ["delete", "deleted elsewhere", "shutdown"])
 async def test_an_idle_unload_keeps_a_terminals_background_jobs_until_the_conversation_ends(
     end: str, tmp_path: Path, fake_llm: FakeLLM, mock_clock: trio.testing.MockClock
 ) -> None:
     """The conversation is loaded again on its next use, and its agent may count on the dev
     server it started: an unload ends the shell, not what runs in the background. Deleting
-    the conversation later, or stopping the server, ends those too."""
+    the conversation later (here, or on another instance sharing the database), or stopping
+    the server, ends those too."""
     shell = None
     try:
         async with trio.open_nursery() as serving:
@@ -444,6 +446,14 @@ async def test_an_idle_unload_keeps_a_terminals_background_jobs_until_the_conver
             if end == "delete":
                 await supervisor.delete(conversation.id)  # loads it again, then deletes it
                 left = await running_commands()
+                assert [sleeper for sleeper in sleepers if sleeper in left] == []
+            if end == "deleted elsewhere":  # what the shared store reports: it is not loaded
+                OtherInstances(supervisor).deleted_elsewhere(conversation.id)
+                assert conversation.id not in supervisor.records
+                for _ in range(1000):  # killed in a task of its own: poll, bounded
+                    left = await running_commands()
+                    if not [sleeper for sleeper in sleepers if sleeper in left]:
+                        break
                 assert [sleeper for sleeper in sleepers if sleeper in left] == []
             serving.cancel_scope.cancel()
         left = await running_commands()

@@ -3,9 +3,9 @@
 An unload ends a conversation's shells but keeps what they run in the background (a dev
 server the agent counts on: terminal_close.py), and the conversation's next load starts
 new shells in new sessions. The old sessions are remembered here, by conversation, so
-that deleting the conversation (or its move to another instance) kills them, and the
-server's shutdown kills them all. Only in memory: after a restart they are no one's, as a
-job left by a shell that exited on its own is.
+that deleting the conversation (here or, with a database, on another instance) or its move
+to another instance kills them, and the server's shutdown kills them all. Only in memory:
+after a restart they are no one's, as a job left by a shell that exited on its own is.
 
 A session is named by its leader's pid, which stays reserved while any process is in the
 session. A session found with its leader alive is not the one remembered (the leader,
@@ -32,6 +32,9 @@ class KeptJobs:
     def keep(self, conversation_id: uuid.UUID, sessions: list[int]) -> None:
         if sessions:
             self._sessions.setdefault(conversation_id, []).extend(sessions)
+
+    def holds(self, conversation_id: uuid.UUID) -> bool:
+        return conversation_id in self._sessions
 
     async def end(self, conversation_id: uuid.UUID) -> None:
         """Kill what the conversation's unloaded shells left running."""

@@ -37,8 +37,11 @@ class OtherInstances:
             conversation.scope.cancel()
 
     def deleted_elsewhere(self, conversation_id: uuid.UUID) -> None:
-        if conversation_id not in self._supervisor.loaded:
-            self._supervisor.records.pop(conversation_id, None)
+        """Its record goes; so do the background jobs an unload here had kept for it."""
+        supervisor = self._supervisor
+        if conversation_id not in supervisor.loaded:
+            supervisor.records.pop(conversation_id, None)
+            supervisor.end_kept_jobs_soon(conversation_id)
 
     async def take_over(self, conversation_id: uuid.UUID) -> None:
         """A dead instance's conversation (its lease expired): claim it and restore it here,

@@ -121,6 +121,11 @@ class Supervisor:
                     await self.shutdown()
                     await self.kept_jobs.end_all()
 
+    def end_kept_jobs_soon(self, conversation_id: uuid.UUID) -> None:
+        """The conversation is gone for good, and not from here: what its unload kept ends."""
+        if self.kept_jobs.holds(conversation_id) and self._conversations_nursery is not None:
+            self._conversations_nursery.start_soon(self.kept_jobs.end, conversation_id)
+
     def statistics(self) -> dict[str, int]:
         return {
             "conversations": len(self.records),
