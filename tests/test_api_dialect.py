@@ -132,7 +132,18 @@ async def test_create_is_idempotent_on_its_id_and_shares_the_seed_catalog(
     assert info["confirmation_policy"]["kind"] == "NeverConfirm"
     assert info["max_iterations"] == 500
     assert info["client_tools"] == []
-    assert info["tool_module_qualnames"] == {}
+    # The server's module for the tool it resolved by name, for clients attaching later.
+    assert info["tool_module_qualnames"] == {"terminal": "openhands.tools.terminal.definition"}
+    assert info["runtime_info"] == {
+        "runtime_status": "available",
+        "can_resume": True,
+        "runtime_error": None,
+    }
+    # The reference's ACP model picker and profile provenance: none for a native agent.
+    assert info["current_model_id"] is None
+    assert info["available_models"] == []
+    assert info["supports_runtime_model_switch"] is False
+    assert info["launched_agent_profile"] is None
     assert info["workspace"]["working_dir"] == str(server.settings.workspace_dir)
     assert info["created_at"].endswith("Z")
     assert info["title"] is None

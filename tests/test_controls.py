@@ -42,7 +42,8 @@ async def test_acp_model_switch_is_a_400_and_the_runtime_is_local(
     refused = await server.client.post(f"{base}/switch_acp_model", json={"model": "other"})
     assert refused.status_code == 400  # the SDK's own refusal for an agent that is not ACP
     assert "ACP" in refused.json()["detail"]
-    expected = {"runtime_status": "available", "can_resume": True}
+    expected = {"runtime_status": "available", "can_resume": True, "runtime_error": None}
+    assert info["runtime_info"] == expected
     assert (await server.client.get(f"{base}/runtime")).json() == expected
     assert (await server.client.post(f"{base}/runtime/reprovision")).json() == expected
     assert (await server.client.delete(base)).status_code == 200

@@ -11,6 +11,7 @@ returned, instead of waiting out the client's 5 s join timeout.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,7 +36,7 @@ from openhands.sdk.security.confirmation_policy import AlwaysConfirm
 from pydantic import SecretStr
 
 from tests import stored
-from tests.conftest import LiveServer, start_server, test_settings, test_stores
+from tests.conftest import LiveServer, start_server, test_settings, test_stores, wait_status
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -572,3 +573,56 @@ async def test_ask_agent_condense_navigate_and_switch_llm(sdk: SdkSession) -> No
     assert request.model == "fake-two"
     assert "first answer" not in str(request.messages)
     assert agent_texts(persisted(conversation.state.events))[-1] == "second answer"
+
+
+# A fresh Python process, as a second program attaching to a conversation would be: it has
+# imported no tool module, so each one the events need must come from the server's info.
+ATTACH_AND_LIST_EVENTS = """
+import os, sys
+from openhands.sdk.conversation.impl.remote_conversation import RemoteConversation
+from openhands.sdk.workspace import RemoteWorkspace
+assert "openhands.tools.terminal" not in sys.modules
+workspace = RemoteWorkspace(host=sys.argv[1], working_dir=sys.argv[3])
+conversation = RemoteConversation.attach(workspace, sys.argv[2], visualizer=None)
+kinds = {type(getattr(e, "action", None) or getattr(e, "observation", None) or e).__name__
+         for e in conversation.state.events}
+print(" ".join(sorted(kinds)), flush=True)
+os._exit(0)  # not close(): its socket thread would wait for a frame
+"""
+
+
+async def test_a_client_in_a_fresh_process_attaches_to_a_conversation_made_over_http(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    """A conversation made over plain HTTP (the TypeScript client, the web UI) names no
+    tool modules. The server adds those it resolved, as the reference does, so the Python
+    client attaching later imports the terminal's before it reads a `TerminalAction`."""
+    tag = fake_llm.script("attach", [tool_call("terminal", {"command": "echo hi"}), text("ok")])
+    workspace = str(server.settings.workspace_dir)
+    body = {
+        "agent": {
+            "kind": "Agent",
+            "llm": {"model": "openai/fake", "base_url": fake_llm.base_url, "api_key": "k"},
+            "tools": [{"name": "terminal"}],
+        },
+        "workspace": {"working_dir": workspace},
+        "initial_message": {
+            "role": "user",
+            "content": [{"type": "text", "text": tag}],
+            "run": True,
+        },
+    }
+    created = await server.client.post("/api/conversations", json=body)
+    assert created.status_code == 201, created.text
+    info = created.json()
+    modules = {"terminal": "openhands.tools.terminal.definition"}
+    assert info["tool_module_qualnames"] == modules
+    await wait_status(server, info["id"], "finished")
+
+    command = [sys.executable, "-c", ATTACH_AND_LIST_EVENTS, server.url, info["id"], workspace]
+    with trio.fail_after(60):
+        attached = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
+    kinds = attached.stdout.decode().split()
+    assert {"TerminalAction", "TerminalObservation", "MessageEvent"} <= set(kinds)
+    listed = (await server.client.get("/api/conversations/search")).json()["items"]
+    assert [item["tool_module_qualnames"] for item in listed] == [modules]

@@ -142,6 +142,13 @@ class ApiConversationInfo(BaseModel):
         default=None, description="the conversation this one is a fork of"
     )
     forked_from_event_id: str | None = Field(default=None, description="the fork's branch point")
+    tool_module_qualnames: dict[str, str] = Field(
+        default_factory=dict,
+        description="each tool's module (the client's, and those the server resolved by name)",
+    )
+    runtime_info: dict[str, Any] = Field(
+        description="always `available`, `can_resume`: conversations run in this process"
+    )
 
 
 class ApiConversationPage(BaseModel):

@@ -80,6 +80,26 @@ def build_agent(
     return agent
 
 
+def tool_modules(
+    agent: Agent, given: Mapping[str, str], client_tools: list[dict[str, Any]]
+) -> dict[str, str]:
+    """The `tool_module_qualnames` a conversation keeps and shows: the client's, and the
+    module of every other tool the server resolved by name (not the client tools, which
+    the client registers itself). A client attaching later imports these modules before it
+    reads the events, or a `TerminalAction` made where the creator never said which module
+    the terminal is in would be an unknown kind to it."""
+    from openhands.sdk.tool.registry import get_tool_module_qualnames
+
+    registered = get_tool_module_qualnames()
+    client_tool_names = {spec.get("name") for spec in client_tools}
+    modules = dict(given)
+    for tool in agent.tools:
+        module = registered.get(tool.name)
+        if module is not None and tool.name not in client_tool_names:
+            modules.setdefault(tool.name, module)
+    return modules
+
+
 def build_agent_from_settings(
     settings: dict[str, Any],
     default_api_key: str | None,

@@ -20,6 +20,7 @@ from trio_openhands.web.api.conversations import info, loaded, success
 from trio_openhands.web.api.models import API_TAGS_SCHEMA, ApiInfoQuery, StrictUuid, check_tags
 from trio_openhands.web.api.settings import load_profile_llm
 from trio_openhands.web.api.settings_models import PROFILE_NAME
+from trio_openhands.web.api.state import RUNTIME_INFO
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import BODY, LOADS, responses
 from trio_openhands.web.request_parsing import parse_body, parse_optional_body, parse_query
@@ -60,6 +61,7 @@ class RuntimeInfo(BaseModel):
 
     runtime_status: Literal["available"]
     can_resume: bool
+    runtime_error: None = None
 
 
 class SwitchLlmRequest(BaseModel):
@@ -208,12 +210,11 @@ async def switch_acp_model(raw_id: str) -> Response:
 @blueprint.get("/api/conversations/<raw_id>/runtime")
 @responses(RuntimeInfo, *LOADS)
 async def runtime(raw_id: str) -> Response:
-    """The reference's local runtime answer: conversations run in this process, so their
-    runtime is always there and a stopped one can resume. Never loads the conversation."""
+    """The reference's local runtime answer (`RUNTIME_INFO`). Never loads the conversation."""
     conversation_id = parse_conversation_id(raw_id)
     if conversation_id not in supervisor().records:
         raise NotFound(f"Conversation not found: {conversation_id}")
-    return json_response({"runtime_status": "available", "can_resume": True})
+    return json_response(RUNTIME_INFO)
 
 
 @blueprint.post("/api/conversations/<raw_id>/runtime/reprovision")

@@ -63,7 +63,9 @@ def _stored_request(
         "confirmation_policy": policy_json,
         "confirmation_mode": policy_json.get("kind") == "AlwaysConfirm",
         "security_analyzer": api_bridge.redacted_json(analyzer),
-        "tool_module_qualnames": request.tool_module_qualnames,
+        "tool_module_qualnames": api_bridge.tool_modules(
+            agent, request.tool_module_qualnames, request.client_tools
+        ),
         "client_tools": request.client_tools,
         "parent_conversation_id": (
             str(request.parent_conversation_id) if request.parent_conversation_id else None

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 DUMP_ATTEMPTS = 3
 FULL_STATE_KEY = "full_state"  # the SDK's openhands.sdk.event.conversation_state.FULL_STATE_KEY
+# The reference's local runtime: conversations run in the server's process, so their
+# runtime is always there and a stopped one can resume.
+RUNTIME_INFO = {"runtime_status": "available", "can_resume": True, "runtime_error": None}
 
 
 def utc_text(moment: datetime) -> str:
@@ -42,8 +45,8 @@ def conversation_info(
     include_skills: bool = False,
 ) -> dict[str, Any]:
     """The reference's ConversationInfo: the SDK's ConversationState (events aside) plus
-    what the server keeps (title, tags, times, the creation options the client reads back),
-    and ours: `event_count`, `waiting_for_run_slot`."""
+    what the server keeps (title, tags, times, the creation options the client reads back,
+    its runtime's availability), and ours: `event_count`, `waiting_for_run_slot`."""
     if loaded is not None and loaded.sdk is not None:
         info = _live_state(loaded.sdk)
         info["execution_status"] = loaded.status
@@ -67,6 +70,13 @@ def conversation_info(
         sub_conversation_ids=[],
         forked_from_conversation_id=request.get("forked_from_conversation_id"),
         forked_from_event_id=request.get("forked_from_event_id"),
+        runtime_info=RUNTIME_INFO,
+        launched_agent_profile=None,  # `agent_profile_id` is refused at create
+        metrics=None,  # as the reference's local server: the figures are in `stats`
+        # An ACP agent's model picker; native agents (the only kind served) have none.
+        current_model_id=None,
+        available_models=[],
+        supports_runtime_model_switch=False,
     )
     if info.get("hook_config") is None:  # the SDK sets its own at the first message or run
         info["hook_config"] = request.get("hook_config")
