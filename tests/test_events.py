@@ -144,7 +144,9 @@ async def test_message_with_run_is_processed_to_finished(
         message_text(e) for e in events if e["kind"] == "MessageEvent" and e["source"] == "user"
     ]
     assert user_texts == [f"note only {tag}", f"please do it {tag}"]
-    assert message_text(events[-2]) == "Processed it."  # then the settled status
+    # The reply, its LLM call's stats, then the settled status.
+    assert message_text(events[-3]) == "Processed it."
+    assert events[-2]["key"] == "stats"
     request = await llm_request(fake_llm, script="run-msg", step=0)
     assert "please do it" in json.dumps(request.messages)
 
@@ -543,7 +545,7 @@ async def test_events_survive_a_restart(tmp_path: Path, fake_llm: FakeLLM) -> No
             assert extended[: len(before)] == before
             # The settled status after the last message; persisted, so a restart keeps it.
             assert (extended[-1]["key"], extended[-1]["value"]) == ("execution_status", "finished")
-            assert message_text(extended[-2]) == "after restart"
+            assert message_text(extended[-3]) == "after restart"  # and its call's stats
         finally:
             second.stop.set()
             await second.client.aclose()

@@ -254,6 +254,10 @@ def logged(events: Sequence[Event]) -> list[Event]:
     ]
 
 
+def titled(events: Sequence[Event]) -> bool:
+    return any(isinstance(e, ConversationStateUpdateEvent) and e.key == "title" for e in events)
+
+
 def agent_texts(events: Sequence[Event]) -> list[str]:
     return [
         "".join(getattr(part, "text", "") for part in e.llm_message.content)
@@ -301,6 +305,47 @@ async def test_terminal_tool_runs_on_the_server(sdk: SdkSession) -> None:
     assert "sdk-was-here" in observations[0].observation.model_dump_json()
     assert (sdk.workspace_dir / "proof.txt").read_text().strip() == "sdk-was-here"
     assert client.conversation.state.execution_status == Status.FINISHED
+
+
+async def test_the_stats_are_updated_after_each_llm_response(sdk: SdkSession) -> None:
+    """As the reference streams them: a `stats` update follows each LLM response, during
+    the run, so the client's live `conversation_stats` counts tokens as they are spent;
+    they are logged, so a client attaching later reads the same."""
+    tag = sdk.fake_llm.script("stats", [tool_call("terminal", {"command": "true"}), text("ok")])
+    client = await sdk.open("terminal")
+    await call(client.conversation.send_message, f"count {tag}")
+
+    def is_stats(event: Event) -> bool:
+        return isinstance(event, ConversationStateUpdateEvent) and event.key == "stats"
+
+    # The title is made with the agent's LLM after the first message: let it be done.
+    await client.frames.wait_for(lambda events: titled(events) and any(map(is_stats, events)))
+    await call(client.conversation.run)
+
+    def prompt_tokens(event: Event) -> int:
+        assert isinstance(event, ConversationStateUpdateEvent)
+        return event.value["usage_to_metrics"]["agent"]["accumulated_token_usage"]["prompt_tokens"]
+
+    events = logged(client.frames.events)
+    kinds = [
+        f"stats {prompt_tokens(e)}" if is_stats(e) else type(e).__name__
+        for e in events
+        if not isinstance(e, ConversationStateUpdateEvent) or is_stats(e)
+    ]
+    titling, first, second = (int(k.split()[1]) for k in kinds if k.startswith("stats"))
+    assert 0 < titling < first < second  # each call's prompt holds the exchange before
+    # Each with the event that followed its response: the action, then the answer.
+    assert kinds[-5:] == [
+        "ActionEvent",
+        f"stats {first}",
+        "ObservationEvent",
+        "MessageEvent",
+        f"stats {second}",
+    ]
+    stats = await call(lambda: client.conversation.conversation_stats)
+    assert stats.get_combined_metrics().accumulated_token_usage.prompt_tokens == second
+    later = await sdk.open(conversation_id=client.conversation.id)
+    assert logged(later.conversation.state.events)[-len(events) :] == events
 
 
 async def test_the_sdks_first_remote_example(sdk: SdkSession) -> None:

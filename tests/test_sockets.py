@@ -270,9 +270,9 @@ async def test_replay_meets_live_without_gap_or_duplicate(
         await send(server, conversation_id, f"run now {tag}")
         await wait_status(server, conversation_id, "finished")
         events = await all_events(server, conversation_id)
-        # message (and its last_user_message_id update), 2 x (action, observation), reply;
-        # the run's status as it starts and ends
-        assert len(events) == len(history) + 9
+        # message (and its last_user_message_id update), 2 x (action, its LLM call's stats,
+        # observation), reply and its stats; the run's status as it starts and ends
+        assert len(events) == len(history) + 12
 
         def done(frame: dict[str, Any]) -> bool:
             return is_status(frame, "finished")

@@ -169,10 +169,17 @@ def blocking_log_state_update(
 ) -> None:
     """Record a state the server settled (a run's status) or changed outside the SDK (a
     title, tags) as the SDK records its own: a `ConversationStateUpdateEvent`, persisted."""
+    with conversation.state:
+        log_state_change(conversation, keep, key, value)
+
+
+def log_state_change(
+    conversation: LocalConversation, keep: Callable[[Event], bool], key: str, value: Any
+) -> None:
+    """`blocking_log_state_update` from where the state lock is held already."""
     from openhands.sdk.event import ConversationStateUpdateEvent
 
-    with conversation.state:
-        _log_state_change(conversation, keep, ConversationStateUpdateEvent(key=key, value=value))
+    _log_state_change(conversation, keep, ConversationStateUpdateEvent(key=key, value=value))
 
 
 def logged_status_of(event: Event) -> str | None:
