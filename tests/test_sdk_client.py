@@ -30,6 +30,7 @@ from openhands.sdk.event import (
     MessageEvent,
     ObservationEvent,
     PauseEvent,
+    StreamingDeltaEvent,
     UserRejectObservation,
 )
 from openhands.sdk.security.confirmation_policy import AlwaysConfirm
@@ -346,6 +347,46 @@ async def test_the_stats_are_updated_after_each_llm_response(sdk: SdkSession) ->
     assert stats.get_combined_metrics().accumulated_token_usage.prompt_tokens == second
     later = await sdk.open(conversation_id=client.conversation.id)
     assert logged(later.conversation.state.events)[-len(events) :] == events
+
+
+async def test_a_streaming_llms_tokens_reach_the_clients_token_callbacks(
+    sdk: SdkSession,
+) -> None:
+    """As from the reference: an LLM with `stream: true` streams; its deltas go to the
+    sockets as `StreamingDeltaEvent`s, never into the log, and the client hands them to
+    its token callbacks before the message they make."""
+    tag = sdk.fake_llm.script("stream", [text("streamed words arrive in pieces")])
+    agent = sdk.agent()
+    agent = agent.model_copy(update={"llm": agent.llm.model_copy(update={"stream": True})})
+    tokens: list[str] = []
+
+    def on_token(chunk: Any) -> None:  # on the client's socket thread
+        tokens.extend(choice.delta.content or "" for choice in chunk.choices)
+
+    client = await sdk.open(agent=agent, token_callbacks=[on_token])
+    await call(client.conversation.send_message, f"stream {tag}")
+    await call(client.conversation.run)
+
+    assert "".join(tokens) == "streamed words arrive in pieces"
+    assert sdk.fake_llm.requests[-1].stream
+    frames = client.frames.events
+    deltas = [i for i, e in enumerate(frames) if isinstance(e, StreamingDeltaEvent)]
+    [answer] = [
+        i for i, e in enumerate(frames) if isinstance(e, MessageEvent) and e.source == "agent"
+    ]
+    assert deltas
+    assert max(deltas) < answer
+    assert agent_texts(client.conversation.state.events) == ["streamed words arrive in pieces"]
+    assert not any(isinstance(e, StreamingDeltaEvent) for e in client.conversation.state.events)
+    logged_kinds = {e["kind"] for e in await api_events(sdk, client)}
+    assert "StreamingDeltaEvent" not in logged_kinds
+    assert "MessageEvent" in logged_kinds
+
+
+async def api_events(sdk: SdkSession, client: Client) -> list[dict[str, Any]]:
+    response = await sdk.server.client.get(f"/api/conversations/{client.id}/events/search")
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
 
 
 async def test_the_sdks_first_remote_example(sdk: SdkSession) -> None:

@@ -36,6 +36,7 @@ from trio_openhands.core.event_log import EventLog
 from trio_openhands.core.message_batches import MessageBatches
 from trio_openhands.core.stats_updates import StatsUpdates
 from trio_openhands.core.terminal_close import settle_terminals
+from trio_openhands.core.token_stream import TokenStream
 
 if TYPE_CHECKING:
     import uuid
@@ -68,6 +69,7 @@ class Conversation(DurableSdkCalls):
         super().__init__()
         self.record = record
         self.log = EventLog(subscriber_buffer)
+        self.token_stream = TokenStream(self.log)  # a streaming LLM's deltas, to sockets
         self.scope = trio.CancelScope()  # the conversation's lifetime
         self.nursery: trio.Nursery | None = None
         self.closed = trio.Event()

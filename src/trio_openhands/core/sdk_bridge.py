@@ -97,6 +97,7 @@ def blocking_open_conversation(
     confirmation_mode: bool | None,
     hook_config: dict[str, Any] | None = None,
     file_store: FileStore | None = None,
+    on_token: Callable[[Any], None] | None = None,
 ) -> LocalConversation:
     """Create a conversation, or restore it from disk when `agent` is None.
 
@@ -106,7 +107,8 @@ def blocking_open_conversation(
     what a live subscriber saw. `hook_config` (checked at create) is given at every open,
     as the SDK does not restore it from disk: its hooks run on the first message or run.
     `file_store` (the conversation's folder, e.g. a `GroupCommitFileStore`) replaces the
-    SDK's own `LocalFileStore` of the same folder."""
+    SDK's own `LocalFileStore` of the same folder. `on_token` gets the tokens of an LLM
+    with `stream: true` (without a token callback the SDK does not stream)."""
     from openhands.sdk import LocalConversation
     from openhands.sdk.hooks import HookConfig
     from openhands.sdk.security.confirmation_policy import AlwaysConfirm
@@ -118,6 +120,7 @@ def blocking_open_conversation(
         file_store=file_store,
         conversation_id=conversation_id,
         callbacks=[on_event],
+        token_callbacks=[on_token] if on_token else None,
         visualizer=None,
         max_iteration_per_run=max_iterations,
         cipher=cipher,

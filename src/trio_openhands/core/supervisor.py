@@ -289,6 +289,7 @@ class Supervisor:
                 max_iterations=max_iterations,
                 cipher=cipher,
                 on_event=conversation.on_sdk_event,
+                on_token=conversation.token_stream.on_token,
                 keep_state_update=conversation.keep_state_update,
                 confirmation_mode=confirmation_mode,
                 hook_config=record.request.get("hook_config"),
