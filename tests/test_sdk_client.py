@@ -15,6 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -42,7 +43,6 @@ from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
-    from pathlib import Path
 
     from openhands.sdk.event import Event
 
@@ -381,6 +381,30 @@ async def test_a_streaming_llms_tokens_reach_the_clients_token_callbacks(
     logged_kinds = {e["kind"] for e in await api_events(sdk, client)}
     assert "StreamingDeltaEvent" not in logged_kinds
     assert "MessageEvent" in logged_kinds
+
+
+async def test_completion_logs_go_to_the_clients_folder_not_the_servers_disk(
+    sdk: SdkSession, tmp_path: Path
+) -> None:
+    """As from the reference: for an LLM with `log_completions`, each call's log is an
+    `LLMCompletionLogEvent`, which the client writes to its own `log_completions_folder`.
+    The server writes none (the folder is the client's: here both share one disk, so a
+    file the server wrote would be one no event names)."""
+    folder = tmp_path / "client-completion-logs"
+    tag = sdk.fake_llm.script("logs", [text("a logged answer")])
+    agent = sdk.agent()
+    llm = agent.llm.model_copy(
+        update={"log_completions": True, "log_completions_folder": str(folder)}
+    )
+    client = await sdk.open(agent=agent.model_copy(update={"llm": llm}))
+    await call(client.conversation.send_message, f"log it {tag}")
+    await call(client.conversation.run)
+
+    logs = [e for e in await api_events(sdk, client) if e["kind"] == "LLMCompletionLogEvent"]
+    assert logs  # the title's call, and the answer's
+    assert {(e["usage_id"], e["model_name"]) for e in logs} == {("agent", "openai/fake")}
+    assert sorted(p.name for p in folder.iterdir()) == sorted(e["filename"] for e in logs)
+    assert "a logged answer" in (folder / logs[-1]["filename"]).read_text()
 
 
 async def api_events(sdk: SdkSession, client: Client) -> list[dict[str, Any]]:

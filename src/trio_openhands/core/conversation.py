@@ -33,8 +33,8 @@ from trio_openhands.core.conversation_record import utc_now
 from trio_openhands.core.durable_calls import DurableSdkCalls
 from trio_openhands.core.errors import NotFound
 from trio_openhands.core.event_log import EventLog
+from trio_openhands.core.llm_telemetry import LlmTelemetry
 from trio_openhands.core.message_batches import MessageBatches
-from trio_openhands.core.stats_updates import StatsUpdates
 from trio_openhands.core.terminal_close import settle_terminals
 from trio_openhands.core.token_stream import TokenStream
 
@@ -102,7 +102,7 @@ class Conversation(DurableSdkCalls):
         # Called on the Trio thread when a run task ends, after its settled status is
         # published (the /api sockets send a full_state snapshot then). Must not raise.
         self.run_end_listeners: set[Callable[[], None]] = set()
-        self.stats_updates = StatsUpdates()  # `stats` logged after each LLM response
+        self.llm_telemetry = LlmTelemetry()  # stats, completion logs: after each LLM call
         self._token = trio.lowlevel.current_trio_token()
 
     @property
@@ -151,7 +151,7 @@ class Conversation(DurableSdkCalls):
             text = sdk_bridge.serialize_event(event)
             self._token.run_sync_soon(self._append, event, text)
             if self.sdk is not None:
-                self.stats_updates.log_if_changed(self.sdk, self.keep_state_update)
+                self.llm_telemetry.log_pending(self.sdk, self.keep_state_update)
         except trio.RunFinishedError:
             pass
         except Exception:  # a raising callback would end the SDK's run in error
@@ -188,7 +188,7 @@ class Conversation(DurableSdkCalls):
     def adopt(self, sdk: LocalConversation) -> None:
         """Take a freshly opened SDK conversation and rebuild the log from its events."""
         self.sdk = sdk
-        self.stats_updates.watch(sdk)
+        self.llm_telemetry.watch(sdk)
         for event in list(sdk.state.events):
             logged = self.log.append(event, sdk_bridge.serialize_event(event))
             if self.events is not None:  # what a previous owner had not stored yet

@@ -185,6 +185,18 @@ def log_state_change(
     _log_state_change(conversation, keep, ConversationStateUpdateEvent(key=key, value=value))
 
 
+def log_completion(
+    conversation: LocalConversation, filename: str, data: str, model: str, usage_id: str
+) -> None:
+    """An LLM call's completion log as the SDK client takes it (the state lock held)."""
+    from openhands.sdk.event.llm_completion_log import LLMCompletionLogEvent
+
+    event = LLMCompletionLogEvent(
+        filename=filename, log_data=data, model_name=model, usage_id=usage_id
+    )
+    conversation._on_event(event)  # pyright: ignore[reportPrivateUsage]
+
+
 def logged_status_of(event: Event) -> str | None:
     """The status an `execution_status` update carries; None for any other event."""
     if getattr(event, "key", None) != "execution_status":
