@@ -63,6 +63,7 @@ async def test_an_idle_connection_closes_once_idle_for_the_keep_alive_timeout(
         trio.lowlevel.add_instrument(spawned)
         stream = await connect(server)
         client = h11.Connection(h11.CLIENT)
+        asked = trio.current_time()
         for _ in range(3):  # each on the same connection: its timer restarts at each answer
             # The server answers (and its timer starts) after this, before the client reads
             # the answer: the idle time is counted from here, which is never too late.
