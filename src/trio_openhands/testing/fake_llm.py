@@ -93,6 +93,7 @@ DEFAULT_REPLY = text("OK")
 END_REPLY = text("done")
 """Answer past the end of a script: plain text, so an agent finishes instead of looping."""
 GRACEFUL_TIMEOUT = 0.5
+KEEP_ALIVE_TIMEOUT = 120.0  # seconds an idle client connection is kept
 """Seconds held replies get at shutdown; a test double has nothing worth draining."""
 
 
@@ -206,6 +207,10 @@ class FakeLLM:
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.loglevel = "WARNING"
         config.graceful_timeout = GRACEFUL_TIMEOUT
+        # Longer than a client's pool keeps an idle connection (aiohttp's: 15 s), so a call
+        # never reuses one this side is closing (Hypercorn's 5 s made such a call fail with
+        # "Connection error" about 5 s after the previous one, under load).
+        config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
         async with trio.open_nursery() as nursery:
             # hypercorn's signature mentions WSGI apps with untyped dicts.
             serve = hypercorn.trio.serve  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
