@@ -13,8 +13,9 @@ import trio
 from openhands.sdk.git.models import GitChange, GitChangeStatus
 from openhands.sdk.workspace import RemoteWorkspace
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, start_server, test_settings
 from tests.test_workspace_files import start_api_conversation
+from trio_openhands.settings import Settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -210,3 +211,38 @@ async def test_scoped_git_routes_use_the_conversation_working_directory(
     )
     changes = await trio.to_thread.run_sync(partial(workspace.git_changes, "."))
     assert [str(c.path) for c in changes] == ["a.txt"]
+
+
+async def test_a_conversation_outside_any_repository_gets_one(
+    server: LiveServer, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """As in the reference: a working directory in no repository gets a `git init` when
+    its conversation is created, so that what the agent makes there shows in the changes
+    (a web UI's Changes tab); one inside a repository is left as it is."""
+    plain = tmp_path / "plain" / "not-yet-there"
+    repo = tmp_path / "repo"
+    await make_repo(repo, {"a.txt": "a\n"})
+    (repo / "sub").mkdir()
+    await start_api_conversation(server, fake_llm, plain)
+    await start_api_conversation(server, fake_llm, repo / "sub")
+    assert (plain / ".git").is_dir()
+    assert not (repo / "sub" / ".git").exists()
+    (plain / "made.txt").write_text("by the agent\n")
+    changes = await get(server, "/api/git/changes", path=str(plain))
+    assert changes == [{"status": "ADDED", "path": "made.txt"}]
+
+
+async def test_no_repository_is_made_when_the_setting_is_off(
+    nursery: trio.Nursery, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    settings = test_settings(tmp_path, git_init_working_dirs=False)
+    assert not Settings.from_env({"OPENHANDS_GIT_INIT_WORKING_DIRS": "0"}).git_init_working_dirs
+    server = await start_server(nursery, settings)
+    try:
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        await start_api_conversation(server, fake_llm, plain)
+        assert list(plain.iterdir()) == []
+        await get(server, "/api/git/changes", 400, path=str(plain))
+    finally:
+        await server.aclose()

@@ -32,6 +32,10 @@ def _session_api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
+def _is_yes(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
 def _split_list(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
@@ -85,6 +89,10 @@ class Settings:
     command_output_limit: int = 16 * 1024 * 1024
     # Directories every conversation's working directory must lie under (empty: anywhere).
     working_dir_roots: tuple[Path, ...] = ()
+    # A conversation created on the `/api` paths in a working directory outside any git
+    # repository gets a `git init` there, as in the reference, so that `/api/git/changes`
+    # (a web UI's Changes tab) lists what the agent makes.
+    git_init_working_dirs: bool = True
     # Bytes a file upload (`POST /api/file/upload`) may hold at most (413 beyond).
     max_upload_bytes: int = 1024**3
     # The shared PostgreSQL store (`postgresql://...`): None keeps everything in files under
@@ -133,7 +141,9 @@ class Settings:
         if env.get("OPENHANDS_WS_PING_INTERVAL"):
             values["websocket_ping_interval"] = float(env["OPENHANDS_WS_PING_INTERVAL"])
         if env.get("OPENHANDS_ALLOW_OPEN"):
-            values["allow_open"] = env["OPENHANDS_ALLOW_OPEN"].lower() in ("1", "true", "yes")
+            values["allow_open"] = _is_yes(env["OPENHANDS_ALLOW_OPEN"])
+        if env.get("OPENHANDS_GIT_INIT_WORKING_DIRS"):
+            values["git_init_working_dirs"] = _is_yes(env["OPENHANDS_GIT_INIT_WORKING_DIRS"])
         if env.get("OPENHANDS_COMMAND_OUTPUT_LIMIT"):
             values["command_output_limit"] = int(env["OPENHANDS_COMMAND_OUTPUT_LIMIT"])
         if env.get("OPENHANDS_BODY_TIMEOUT"):

@@ -20,7 +20,7 @@ from quart_schema import document_request
 from trio_openhands.core import autotitle, sdk_bridge
 from trio_openhands.core.errors import ApiError, ValidationFailed
 from trio_openhands.core.working_dirs import resolve_working_dir
-from trio_openhands.services import worktrees
+from trio_openhands.services import git, worktrees
 from trio_openhands.services.errors import ServiceError
 from trio_openhands.web.api import bridge as api_bridge
 from trio_openhands.web.api.conversations import change_record, info, lookup
@@ -200,6 +200,8 @@ async def start_conversation() -> Response:
     title_llm = await _title_llm(request)
     conversation_id = request.conversation_id or uuid.uuid4()
     repo = await _make_worktree(request, conversation_id.hex)
+    if repo is None and app().settings.git_init_working_dirs:
+        await git.init_outside_repositories(Path(request.workspace.working_dir))
     message = (
         sdk_bridge.to_message(request.initial_message.content) if request.initial_message else None
     )
