@@ -682,7 +682,14 @@ async def test_ask_agent_condense_navigate_and_switch_llm(sdk: SdkSession) -> No
     request = await sdk.fake_llm.wait_for_request(script="controls-two", step=0)
     assert request.model == "fake-two"
     assert "first answer" not in str(request.messages)
-    assert agent_texts(persisted(conversation.state.events))[-1] == "second answer"
+    events = logged(conversation.state.events)
+    assert agent_texts(events)[-1] == "second answer"
+    # The new LLM's call is counted too: a `stats` update follows its answer.
+    answer = max(i for i, e in enumerate(events) if isinstance(e, MessageEvent))
+    assert any(
+        isinstance(e, ConversationStateUpdateEvent) and e.key == "stats"
+        for e in events[answer + 1 :]
+    )
 
 
 # A fresh Python process, as a second program attaching to a conversation would be: it has

@@ -52,7 +52,6 @@ async def switch_llm(conversation: Conversation, llm: Any) -> None:
     sdk = conversation.sdk
     assert sdk is not None
     await conversation.run_owned(sdk.switch_llm, llm)
-    conversation.llm_telemetry.watch(sdk)  # the new LLM reports its calls too
 
 
 async def switch_acp_model(conversation: Conversation, model: str) -> None:

@@ -151,7 +151,7 @@ class Conversation(DurableSdkCalls):
             text = sdk_bridge.serialize_event(event)
             self._token.run_sync_soon(self._append, event, text)
             if self.sdk is not None:
-                self.llm_telemetry.log_pending(self.sdk, self.keep_state_update)
+                self.llm_telemetry.after_event(self.sdk, event, self.keep_state_update)
         except trio.RunFinishedError:
             pass
         except Exception:  # a raising callback would end the SDK's run in error

@@ -52,9 +52,13 @@ class LlmTelemetry:
     def _on_completion_log(self, model: str, usage_id: str, filename: str, data: str) -> None:
         self._completion_logs.append((filename, data, model, usage_id))
 
-    def log_pending(self, sdk: Any, keep: Callable[[Event], bool]) -> None:
-        """On the SDK's thread, inside an event's callback (its lock held). What this logs
-        comes back through the same callback: that call returns at once."""
+    def after_event(self, sdk: Any, event: Event, keep: Callable[[Event], bool]) -> None:
+        """On the SDK's thread, inside an event's callback (its lock held): log what the
+        LLMs reported since the last event. A new agent (its LLM switched, by a request or
+        by the agent's own tool) is watched from then on. What this logs comes back through
+        the same callback: that call returns at once."""
+        if getattr(event, "key", None) == "agent":  # the SDK has installed it already
+            self.watch(sdk)
         if self._logging or not (self._stats_changed or self._completion_logs):
             return
         self._logging = True
