@@ -65,7 +65,7 @@ def create_body(llm_url: str, work: Path, message: str) -> dict[str, object]:
 TERMINAL = ("finished", "error", "stuck")
 
 
-def measure(
+async def measure(
     url: str,
     pid: int,
     work: Path,
@@ -76,19 +76,6 @@ def measure(
     poll_interval: float,
 ) -> tuple[float, float]:
     """(elapsed seconds, server CPU seconds) for every conversation to reach `finished`."""
-    return trio.run(_measure, url, pid, work, llm_url, marker, conversations, wait, poll_interval)
-
-
-async def _measure(
-    url: str,
-    pid: int,
-    work: Path,
-    llm_url: str,
-    marker: str,
-    conversations: int,
-    wait: str,
-    poll_interval: float,
-) -> tuple[float, float]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         cpu_before = cpu_seconds(pid)
         began = time.perf_counter()
@@ -173,7 +160,8 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-steps-") as base,
     ):
         for name, url, pid, work in each_server(Path(base), args.reference_python):
-            elapsed, cpu = measure(
+            elapsed, cpu = trio.run(
+                measure,
                 url,
                 pid,
                 work,
