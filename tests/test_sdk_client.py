@@ -39,6 +39,7 @@ from pydantic import SecretStr
 
 from tests import stored
 from tests.conftest import LiveServer, start_server, test_settings, test_stores, wait_status
+from tests.test_api_dialect import events_of
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -378,7 +379,7 @@ async def test_a_streaming_llms_tokens_reach_the_clients_token_callbacks(
     assert max(deltas) < answer
     assert agent_texts(client.conversation.state.events) == ["streamed words arrive in pieces"]
     assert not any(isinstance(e, StreamingDeltaEvent) for e in client.conversation.state.events)
-    logged_kinds = {e["kind"] for e in await api_events(sdk, client)}
+    logged_kinds = {e["kind"] for e in await events_of(sdk.server, client.id)}
     assert "StreamingDeltaEvent" not in logged_kinds
     assert "MessageEvent" in logged_kinds
 
@@ -400,17 +401,12 @@ async def test_completion_logs_go_to_the_clients_folder_not_the_servers_disk(
     await call(client.conversation.send_message, f"log it {tag}")
     await call(client.conversation.run)
 
-    logs = [e for e in await api_events(sdk, client) if e["kind"] == "LLMCompletionLogEvent"]
+    events = await events_of(sdk.server, client.id)
+    logs = [e for e in events if e["kind"] == "LLMCompletionLogEvent"]
     assert logs  # the title's call, and the answer's
     assert {(e["usage_id"], e["model_name"]) for e in logs} == {("agent", "openai/fake")}
     assert sorted(p.name for p in folder.iterdir()) == sorted(e["filename"] for e in logs)
     assert "a logged answer" in (folder / logs[-1]["filename"]).read_text()
-
-
-async def api_events(sdk: SdkSession, client: Client) -> list[dict[str, Any]]:
-    response = await sdk.server.client.get(f"/api/conversations/{client.id}/events/search")
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
 
 
 async def test_the_sdks_first_remote_example(sdk: SdkSession) -> None:

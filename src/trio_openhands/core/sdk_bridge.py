@@ -163,8 +163,13 @@ def _log_state_change(
     conversation: LocalConversation, keep: Callable[[Event], bool], event: Event
 ) -> None:
     if keep(event):
-        # Looked up at each call: the SDK replaces `_on_event` when it sets up hooks.
-        conversation._on_event(event)  # pyright: ignore[reportPrivateUsage]
+        _emit(conversation, event)
+
+
+def _emit(conversation: LocalConversation, event: Event) -> None:
+    """Through the SDK's own event chain (persisted, then our callback), its lock held."""
+    # Looked up at each call: the SDK replaces `_on_event` when it sets up hooks.
+    conversation._on_event(event)  # pyright: ignore[reportPrivateUsage]
 
 
 def blocking_log_state_update(
@@ -194,7 +199,7 @@ def log_completion(
     event = LLMCompletionLogEvent(
         filename=filename, log_data=data, model_name=model, usage_id=usage_id
     )
-    conversation._on_event(event)  # pyright: ignore[reportPrivateUsage]
+    _emit(conversation, event)
 
 
 def logged_status_of(event: Event) -> str | None:

@@ -32,7 +32,7 @@ class TokenStream:
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._flush_pending = False
-        self.frames = 0  # sent so far (for tests and statistics)
+        self.frames = 0  # sent so far
 
     def on_token(self, chunk: Any) -> None:
         """The SDK's token callback (its thread): queue the chunk's text, never wait."""

@@ -38,9 +38,9 @@ SHA = re.compile(r"[0-9a-fA-F]{4,64}")
 # No hook, filter or external program a repository's config names runs for a read.
 SAFE_CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.quotepath=off")
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+_LOG_FORMAT = "%H%x1f%h%x1f%an%x1f%aI%x1f%s"
 
 log = logging.getLogger(__name__)
-_LOG_FORMAT = "%H%x1f%h%x1f%an%x1f%aI%x1f%s"
 
 
 class NotARepository(BadRequest):
@@ -121,23 +121,21 @@ async def require_repository(directory: Path) -> None:
         raise NotARepository(f"Not a git repository: {directory}", field="path")
 
 
-async def init_outside_repositories(directory: Path) -> bool:
+async def init_outside_repositories(directory: Path) -> None:
     """`git init` in `directory` (made if missing) unless it lies in a repository already,
     as the reference does for a conversation's working directory: so that the changes the
-    agent makes there are listed (`changes`). Whether it made one. A failure (no git, a
-    directory it cannot make) is logged and changes nothing else: a conversation never
-    fails for it."""
+    agent makes there are listed (`changes`). A failure (no git, a directory it cannot
+    make) is logged and changes nothing else: a conversation never fails for it."""
     try:
         await trio.Path(directory).mkdir(parents=True, exist_ok=True)
         status, _ = await git(["rev-parse", "--git-dir"], directory, check=False)
         if status == 0:
-            return False
+            return
         await git(["init", "--quiet"], directory)
     except (OSError, BadRequest, Unavailable) as error:
         log.warning("no git repository made in %s: %s", directory, error)
-        return False
+        return
     log.info("made a git repository in %s (it lay in none)", directory)
-    return True
 
 
 async def toplevel(directory: Path) -> Path | None:

@@ -70,7 +70,7 @@ def conversation_info(
         sub_conversation_ids=[],
         forked_from_conversation_id=request.get("forked_from_conversation_id"),
         forked_from_event_id=request.get("forked_from_event_id"),
-        runtime_info=RUNTIME_INFO,
+        runtime_info=dict(RUNTIME_INFO),
         launched_agent_profile=None,  # `agent_profile_id` is refused at create
         metrics=None,  # as the reference's local server: the figures are in `stats`
         # An ACP agent's model picker; native agents (the only kind served) have none.
