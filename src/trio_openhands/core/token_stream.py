@@ -32,7 +32,6 @@ class TokenStream:
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._flush_pending = False
-        self.frames = 0  # sent so far
 
     def on_token(self, chunk: Any) -> None:
         """The SDK's token callback (its thread): queue the chunk's text, never wait."""
@@ -71,4 +70,3 @@ class TokenStream:
             reasoning_content="".join(reasoning) if reasoning else None,
         )
         self._log.publish(Transient(event.model_dump_json()))
-        self.frames += 1
