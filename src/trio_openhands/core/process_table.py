@@ -22,8 +22,7 @@ type Member = tuple[int, int]  # (pid, process group)
 
 def is_running(pid: int) -> bool:
     """Whether `pid` is a process that has not died (a zombie has: it runs nothing)."""
-    fields = _stat_fields(str(pid))
-    return fields is not None and fields[0] not in (b"Z", b"X")
+    return _is_live(_stat_fields(str(pid)))
 
 
 def session_members(session: int) -> list[Member]:
@@ -38,9 +37,14 @@ def scan() -> dict[int, list[Member]]:
         if not name.isdigit():
             continue
         fields = _stat_fields(name)
-        if fields is not None and fields[0] not in (b"Z", b"X"):
+        if fields is not None and _is_live(fields):
             sessions.setdefault(int(fields[3]), []).append((int(name), int(fields[2])))
     return sessions
+
+
+def _is_live(fields: list[bytes] | None) -> bool:
+    """A process that is there and not a zombie (dead or dying: state Z or X)."""
+    return fields is not None and fields[0] not in (b"Z", b"X")
 
 
 def _stat_fields(pid: str) -> list[bytes] | None:
