@@ -126,6 +126,8 @@ async def _skills(call: Call, scratch: Path) -> None:
     await call("get", "/api/skills/marketplace", 501)
     source = str(write_skill(scratch / "skill-sources", "spec-skill", "Spec."))
     await _installed(call, "skill", source)
+    await call("post", "/api/sub-agents", 200, json={"project_dir": str(scratch)})
+    await call("post", "/api/sub-agents", 422, json={"load_builtin": "maybe"})
 
 
 async def _plugins(call: Call, scratch: Path) -> None:

@@ -41,6 +41,7 @@ from trio_openhands.web.api import profiles as api_profiles
 from trio_openhands.web.api import settings as api_settings
 from trio_openhands.web.api import skills as api_skills
 from trio_openhands.web.api import sockets as api_sockets
+from trio_openhands.web.api import sub_agents as api_sub_agents
 from trio_openhands.web.api import tools as api_tools
 from trio_openhands.web.api import vscode as api_vscode
 from trio_openhands.web.api import workspace_static as api_workspace_static
@@ -189,8 +190,8 @@ def create_app(
     seed_modules = (conversations, events, sockets)
     api_modules = (api_conversations, api_conversation_start, api_events, api_sockets)
     api_modules += (api_bash, api_files, api_git)
-    api_modules += (api_skills, api_plugins, api_tools, api_vscode, api_workspaces)
-    api_modules += (api_auth, api_workspace_static, api_mcp)
+    api_modules += (api_skills, api_plugins, api_sub_agents, api_tools, api_vscode)
+    api_modules += (api_auth, api_workspaces, api_workspace_static, api_mcp)
     api_modules += (api_controls, api_goals, api_hooks)
     config_modules = (api_settings, api_profiles, api_agent_profiles, api_llm)
     for module in (health, docs, *seed_modules, *api_modules, *config_modules):
