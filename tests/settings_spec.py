@@ -87,6 +87,21 @@ async def reach_settings_operations(call: Call, llm: dict[str, Any]) -> None:
     await call("delete", agent, 200, {"name": "other2"})
     await call("delete", agent, 422, {"name": ".x"})
 
+    meta = "/api/meta-profiles/{name}"
+    router = {"classifier_model": "spec2", "classes": [{"description": "all", "model": "spec2"}]}
+    await call("post", meta, 201, {"name": "route"}, json=router)
+    await call("post", meta, 422, {"name": "route"}, json={"classifier_model": "spec2"})
+    await call("get", "/api/meta-profiles", 200)
+    await call("get", meta, 200, {"name": "route"})
+    await call("get", meta, 404, {"name": "missing"})
+    await call("get", meta, 422, {"name": ".x"})
+    await call("post", meta + "/activate", 200, {"name": "route"})
+    await call("post", meta + "/activate", 404, {"name": "missing"})
+    await call("post", meta + "/activate", 422, {"name": ".x"})
+    await call("patch", "/api/settings", 404, json={"active_meta_profile": "missing"})
+    await call("delete", meta, 200, {"name": "route"})
+    await call("delete", meta, 422, {"name": ".x"})
+
     await call("get", "/api/llm/providers", 200)
     await call("get", "/api/llm/models", 200, params={"provider": "openai"})
     await call("get", "/api/llm/models", 422, params={"vendor": "openai"})

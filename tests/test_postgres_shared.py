@@ -133,6 +133,15 @@ async def test_profiles_saved_on_one_instance_are_used_on_another(
         assert activated.status_code == 200, activated.text
         settings = (await a.client.get("/api/settings")).json()
         assert settings["active_agent_profile_id"] == coder["id"]
+        # A meta-profile saved on B is A's to show; activated on A, B's settings have it.
+        router = {"classifier_model": "shared", "classes": [{"description": "*", "model": "x"}]}
+        saved = await b.client.post("/api/meta-profiles/router", json=router)
+        assert saved.status_code == 201, saved.text
+        shown = (await a.client.get("/api/meta-profiles/router")).json()
+        assert shown["config"]["classifier_model"] == "shared"
+        assert (await a.client.post("/api/meta-profiles/router/activate")).json()["applied"]
+        settings = (await b.client.get("/api/settings")).json()
+        assert settings["active_meta_profile"] == "router"
         # B renames, A follows; the key is nowhere in the database in plain text.
         renamed = await b.client.post("/api/profiles/shared/rename", json={"new_name": "common"})
         assert renamed.status_code == 200, renamed.text

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 type Loc = tuple[str | int, ...]
 ExposeMode = Literal["encrypted", "plaintext"] | None
 VARIANT_TAGS = frozenset({"openhands", "llm", "acp"})
+_KEEP: Any = object()  # `with_meta_profile`: the agent settings' own copy stays
 
 
 def expose_mode(header: str | None) -> ExposeMode:
@@ -77,7 +78,7 @@ def settings_response(settings: ServerSettings, mode: ExposeMode, cipher: Cipher
         "llm_api_key_is_set": settings.llm_api_key_is_set,
         "active_profile": settings.active_profile,
         "active_agent_profile_id": settings.active_agent_profile_id,
-        "active_meta_profile": None,
+        "active_meta_profile": settings.active_meta_profile,
         "misc_settings": settings.misc_settings,
     }
 
@@ -130,7 +131,29 @@ def apply_patch(
     for pointer in ("active_profile", "active_agent_profile_id"):
         if pointer in patch:
             changes[pointer] = patch[pointer]
-    return settings.replace(**changes)
+    settings = settings.replace(**changes)
+    if "active_meta_profile" in patch:
+        return with_meta_profile(settings, patch["active_meta_profile"])
+    return with_meta_profile(settings, settings.active_meta_profile)  # kept, if it can route
+
+
+def with_meta_profile(
+    settings: ServerSettings, name: str | None, inline: Any = _KEEP
+) -> ServerSettings:
+    """The active meta-profile set (None: cleared) and carried into the agent settings, which
+    is what attaches the SDK's routing tool to an agent built from them; `inline`, a
+    `MetaProfile` or None, replaces the copy the agent settings hold. An agent that cannot
+    route (ACP) gets no pointer: the settings never claim a router no conversation uses."""
+    if "active_meta_profile" not in type(settings.agent_settings).model_fields:
+        return settings.replace(active_meta_profile=None)
+    update: dict[str, Any] = {
+        "active_meta_profile": name,
+        "enable_classify_and_switch_llm_tool": name is not None,
+    }
+    if inline is not _KEEP:
+        update["meta_profile"] = inline
+    agent = settings.agent_settings.model_copy(update=update)
+    return settings.replace(agent_settings=agent, active_meta_profile=name)
 
 
 def blocking_agent_from_settings(agent_settings: Any) -> AgentBase:

@@ -1,18 +1,19 @@
-"""The SDK's LLM and agent profile stores, used one operation at a time (`ProfileStores.use`).
+"""The SDK's LLM, agent and meta-profile stores, used one operation at a time
+(`ProfileStores.use`, `use_meta`).
 
 The server always goes through the SDK's own stores: their file format (one JSON file per
 profile, keys encrypted with the server secret), their validation, limits and the reference
 checks between the two kinds. Without a database they keep their files in
-`<conversations_dir>/.profiles/{llm,agent}/`, as ever.
+`<conversations_dir>/.profiles/{llm,agent,meta}/`, as ever.
 
 With the shared database (`shared`, a `BlobStore`) every instance must see the same
-profiles, so the files are documents of the database (`profiles/llm/<name>.json`,
-`profiles/agent/<name>.json`, the bytes the SDK wrote) and `.profiles/` is only this
-instance's mirror of them. Each `use` is one transaction that keeps every other
+profiles, so the files are documents of the database
+(`profiles/{llm,agent,meta}/<name>.json`, the bytes the SDK wrote) and `.profiles/` is only
+this instance's mirror of them. Each `use` is one transaction that keeps every other
 instance's `use` out: the mirror is made what the database holds, the SDK's operation runs
 on it, and what it changed is written back (the files it removed deleted). So an operation
-sees every change committed before it, on any instance, and one that fails writes nothing
-to the database (the mirror is put right at the next `use`).
+sees every change committed before it, on any instance, and one that fails writes nothing to
+the database (the mirror is put right at the next `use`).
 """
 
 from __future__ import annotations
@@ -26,21 +27,23 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from openhands.sdk.llm.llm_profile_store import LLMProfileStore
+    from openhands.sdk.llm.meta_profile_store import MetaProfileStore
     from openhands.sdk.profiles import AgentProfileStore
 
     from trio_openhands.stores.postgres.blobs import BlobStore
 
 PREFIX = "profiles/"
-KINDS = ("llm", "agent")  # the two stores' directories under the base
+KINDS = ("llm", "agent", "meta")  # the three stores' directories under the base
 
 
 class ProfileStores:
-    """Both SDK profile stores over `base` (`.profiles/`), shared once `shared` is set."""
+    """The SDK's profile stores over `base` (`.profiles/`), shared once `shared` is set."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
         self.shared: BlobStore | None = None
         self._stores: tuple[LLMProfileStore, AgentProfileStore] | None = None
+        self._meta: MetaProfileStore | None = None
 
     async def use[T](self, operation: Callable[[LLMProfileStore, AgentProfileStore], T]) -> T:
         """`operation(llm_profiles, agent_profiles)`, blocking code run in a worker thread:
@@ -57,6 +60,19 @@ class ProfileStores:
             return _blocking_documents(self.base), result
 
         return await self.shared.update_all(PREFIX, on_the_mirror)
+
+    async def use_meta[T](self, operation: Callable[[MetaProfileStore], T]) -> T:
+        """`operation(meta_profiles)`, as `use` runs its operations (one transaction with
+        the shared database), on the meta-profile store."""
+
+        def on_meta(*_: object) -> T:
+            if self._meta is None:
+                from openhands.sdk.llm.meta_profile_store import MetaProfileStore
+
+                self._meta = MetaProfileStore(self.base / "meta")
+            return operation(self._meta)
+
+        return await self.use(on_meta)
 
     def _blocking_open(self) -> tuple[LLMProfileStore, AgentProfileStore]:
         from openhands.sdk.llm.llm_profile_store import LLMProfileStore
@@ -78,6 +94,8 @@ def _blocking_mirror(base: Path, documents: dict[str, bytes]) -> None:
         for path in directory.glob("*.json"):  # what the SDK lists: its lock files stay
             if path.name not in wanted:
                 path.unlink()
+        if wanted:  # a store this instance has not opened yet has no directory
+            directory.mkdir(parents=True, exist_ok=True)
         for file_name, content in wanted.items():
             path = directory / file_name
             if not path.exists() or path.read_bytes() != content:

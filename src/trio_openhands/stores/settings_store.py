@@ -65,6 +65,7 @@ class ServerSettings:
     misc_settings: dict[str, Any] = field(default_factory=dict[str, Any])
     active_profile: str | None = None
     active_agent_profile_id: str | None = None
+    active_meta_profile: str | None = None
     secrets: dict[str, StoredSecret] = field(default_factory=dict[str, StoredSecret])
 
     def replace(self, **changes: Any) -> ServerSettings:
@@ -102,6 +103,7 @@ def _decode(data: dict[str, Any], cipher: Cipher) -> ServerSettings:
         misc_settings=dict(data.get("misc_settings") or {}),
         active_profile=data.get("active_profile"),
         active_agent_profile_id=data.get("active_agent_profile_id"),
+        active_meta_profile=data.get("active_meta_profile"),
         secrets=secrets,
     )
 
@@ -119,6 +121,7 @@ def _encode(settings: ServerSettings, cipher: Cipher) -> dict[str, Any]:
         "misc_settings": settings.misc_settings,
         "active_profile": settings.active_profile,
         "active_agent_profile_id": settings.active_agent_profile_id,
+        "active_meta_profile": settings.active_meta_profile,
         "secrets": {
             name: {
                 "value": cipher.encrypt(SecretStr(secret.value)),

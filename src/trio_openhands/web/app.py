@@ -36,6 +36,7 @@ from trio_openhands.web.api import goals as api_goals
 from trio_openhands.web.api import hooks as api_hooks
 from trio_openhands.web.api import llm as api_llm
 from trio_openhands.web.api import mcp as api_mcp
+from trio_openhands.web.api import meta_profiles as api_meta_profiles
 from trio_openhands.web.api import plugins as api_plugins
 from trio_openhands.web.api import profiles as api_profiles
 from trio_openhands.web.api import settings as api_settings
@@ -193,7 +194,8 @@ def create_app(
     api_modules += (api_skills, api_plugins, api_sub_agents, api_tools, api_vscode)
     api_modules += (api_auth, api_workspaces, api_workspace_static, api_mcp)
     api_modules += (api_controls, api_goals, api_hooks)
-    config_modules = (api_settings, api_profiles, api_agent_profiles, api_llm)
+    config_modules = (api_settings, api_profiles, api_agent_profiles, api_meta_profiles)
+    config_modules += (api_llm,)
     for module in (health, docs, *seed_modules, *api_modules, *config_modules):
         app.register_blueprint(module.blueprint)
 

@@ -103,8 +103,9 @@ async def patch_settings() -> Response:
     profile_id = changes.get("active_agent_profile_id")
     if profile_id is not None and await agent_profile_name(profile_id) is None:
         raise NotFound(f"Agent profile with id '{profile_id}' not found")
-    if (meta := changes.pop("active_meta_profile", None)) is not None:
-        raise NotFound(f"Meta-profile '{meta}' not found")  # this server keeps none
+    meta = changes.get("active_meta_profile")
+    if meta is not None and meta not in await store().profiles.use_meta(lambda m: m.list()):
+        raise NotFound(f"Meta-profile '{meta}' not found")
 
     def change(current: ServerSettings) -> tuple[ServerSettings, ServerSettings]:
         new = agent_settings.apply_patch(current, changes, cipher, profile_llm)
