@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests.conftest import start_server, test_settings
+from tests.conftest import llm_settings, start_server, test_settings, wait_status
+from tests.test_create_fields import agent_texts, create, message, ui_request
 from tests.test_settings_api import patch, settings
+from trio_openhands.testing.fake_llm import text, tool_call
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     import trio
 
     from tests.conftest import LiveServer
+    from trio_openhands.testing.fake_llm import FakeLLM
 
 ROUTER = {
     "classifier_model": "fast",
@@ -147,3 +150,41 @@ async def test_the_active_meta_profile_survives_a_restart(
         assert shown["config"]["classes"] == ROUTER["classes"]
     finally:
         await second.aclose()
+
+
+async def test_an_agent_routes_its_task_with_the_active_meta_profile(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    """The web UI's flow: LLM profiles and a meta-profile saved, the meta-profile activated,
+    a conversation made from the settings; the agent's `route_task_to_model` asks the
+    classifier profile's LLM, then goes on with the LLM of the profile the class names."""
+    await patch(server, {"agent_settings_diff": {"llm": llm_settings(fake_llm)}})
+    for name, model in (("fast", "openai/fake-classifier"), ("coder", "openai/fake-coder")):
+        body = {"llm": llm_settings(fake_llm, model=model)}
+        saved = await server.client.post(f"/api/profiles/{name}", json=body)
+        assert saved.status_code == 201, saved.text
+    router = {"classifier_model": "fast", "classes": [{"description": "coding", "model": "coder"}]}
+    await save(server, "router", router)
+    pointed = await patch(server, {"active_meta_profile": "router"})  # the copy goes in too
+    assert pointed["agent_settings"]["meta_profile"]["classes"] == router["classes"]
+
+    fake_llm.default = text("1")  # the classifier's answer: class 1 (it offers no tools)
+    tag = fake_llm.script("routed", [tool_call("route_task_to_model", {}), text("done")])
+    read = await server.client.get("/api/settings", headers={"X-Expose-Secrets": "encrypted"})
+    body = ui_request(
+        server,
+        read.json()["agent_settings"],
+        secrets_encrypted=True,
+        autotitle=False,
+        initial_message=message(f"Write a parser {tag}"),
+    )
+    info = await create(server, body)
+    assert "ClassifyAndSwitchLLMTool" in {tool["name"] for tool in info["agent"]["tools"]}
+    await wait_status(server, info["id"], "finished")
+
+    models = [(r.model, r.step) for r in fake_llm.requests]  # the run is over: all are in
+    assert models == [("fake", 0), ("fake-classifier", None), ("fake-coder", 1)]
+    classified = fake_llm.requests[1]
+    assert not classified.tools
+    assert "coding" in str(classified.messages)  # the meta-profile's classes
+    assert await agent_texts(server, info["id"]) == ["done"]

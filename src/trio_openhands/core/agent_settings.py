@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from openhands.sdk import LLM
     from openhands.sdk.agent.base import AgentBase
+    from openhands.sdk.llm.meta_profile_store import MetaProfile
     from openhands.sdk.utils.cipher import Cipher
 
     from trio_openhands.stores.settings_store import ServerSettings
@@ -98,13 +99,19 @@ def deep_merge(base: dict[str, Any], overlay: Mapping[str, Any], nested: bool = 
 
 
 def apply_patch(
-    settings: ServerSettings, patch: Mapping[str, Any], cipher: Cipher, profile_llm: LLM | None
+    settings: ServerSettings,
+    patch: Mapping[str, Any],
+    cipher: Cipher,
+    profile_llm: LLM | None,
+    meta_profile: MetaProfile | None = None,
 ) -> ServerSettings:
     """PATCH /api/settings' diffs on the stored settings, all validated before any applies.
 
     `agent_settings_diff` is the SDK's merge patch (a change of `agent_kind` starts from
     that variant's defaults); `profile_llm`, when an `active_profile` is set without an
-    `llm` in the diff, becomes the agent's LLM."""
+    `llm` in the diff, becomes the agent's LLM; `meta_profile`, the one `active_meta_profile`
+    names, is copied into the agent settings: the SDK's routing tool reads meta-profiles
+    from its own default directory, not this server's store, so it needs the copy."""
     from openhands.sdk.settings import ConversationSettings, apply_agent_settings_diff
 
     changes: dict[str, Any] = {}
@@ -132,8 +139,10 @@ def apply_patch(
         if pointer in patch:
             changes[pointer] = patch[pointer]
     settings = settings.replace(**changes)
+    if (name := patch.get("active_meta_profile")) is not None:
+        return with_meta_profile(settings, name, inline=meta_profile)
     if "active_meta_profile" in patch:
-        return with_meta_profile(settings, patch["active_meta_profile"])
+        return with_meta_profile(settings, None)  # as the reference: the copy stays, unused
     return with_meta_profile(settings, settings.active_meta_profile)  # kept, if it can route
 
 

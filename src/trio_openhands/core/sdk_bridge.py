@@ -98,6 +98,7 @@ def blocking_open_conversation(
     hook_config: dict[str, Any] | None = None,
     file_store: FileStore | None = None,
     on_token: Callable[[Any], None] | None = None,
+    profile_store_dir: Path | None = None,
 ) -> LocalConversation:
     """Create a conversation, or restore it from disk when `agent` is None.
 
@@ -108,7 +109,9 @@ def blocking_open_conversation(
     as the SDK does not restore it from disk: its hooks run on the first message or run.
     `file_store` (the conversation's folder, e.g. a `GroupCommitFileStore`) replaces the
     SDK's own `LocalFileStore` of the same folder. `on_token` gets the tokens of an LLM
-    with `stream: true` (without a token callback the SDK does not stream)."""
+    with `stream: true` (without a token callback the SDK does not stream).
+    `profile_store_dir` holds the LLM profiles the agent may switch to (the SDK's default
+    directory otherwise)."""
     from openhands.sdk import LocalConversation
     from openhands.sdk.hooks import HookConfig
     from openhands.sdk.security.confirmation_policy import AlwaysConfirm
@@ -126,6 +129,7 @@ def blocking_open_conversation(
         cipher=cipher,
         delete_on_close=False,
         hook_config=HookConfig.model_validate(hook_config) if hook_config else None,
+        profile_store_dir=profile_store_dir,
     )
     conversation.state.set_on_state_change(
         partial(_log_state_change, conversation, keep_state_update)

@@ -41,6 +41,7 @@ from trio_openhands.core.records import Records
 from trio_openhands.services.commands import CommandService
 from trio_openhands.stores import file_store
 from trio_openhands.stores.conversation_store import open_conversation_store
+from trio_openhands.stores.profile_stores import llm_profiles_dir
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -294,6 +295,7 @@ class Supervisor:
                 confirmation_mode=confirmation_mode,
                 hook_config=record.request.get("hook_config"),
                 file_store=opened.sdk_file_store,
+                profile_store_dir=llm_profiles_dir(self.settings.conversations_dir),
             )
         )
         conversation.adopt(sdk)

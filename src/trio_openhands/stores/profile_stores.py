@@ -32,8 +32,16 @@ if TYPE_CHECKING:
 
     from trio_openhands.stores.postgres.blobs import BlobStore
 
+PROFILES_DIR = ".profiles"  # in the conversations directory
 PREFIX = "profiles/"
 KINDS = ("llm", "agent", "meta")  # the three stores' directories under the base
+
+
+def llm_profiles_dir(conversations_dir: Path) -> Path:
+    """Where the LLM profiles are: what a conversation's SDK reads to switch to one (its
+    agent's `switch_llm` and `route_task_to_model` tools), as `use` reads and writes them.
+    With the shared database, this instance's mirror, as of its last profile operation."""
+    return conversations_dir / PROFILES_DIR / "llm"
 
 
 class ProfileStores:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 
 from trio_openhands.stores import file_store
-from trio_openhands.stores.profile_stores import ProfileStores
+from trio_openhands.stores.profile_stores import PROFILES_DIR, ProfileStores
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
-PROFILES_DIR = ".profiles"
 FILE_VERSION = 1
 
 

@@ -104,7 +104,9 @@ async def _use[T](operation: Callable[[MetaProfileStore], T]) -> T:
         raise ApiError(503, BUSY) from None
 
 
-async def _load(name: str) -> MetaProfile:
+async def load_meta_profile(name: str) -> MetaProfile:
+    """The saved meta-profile, or a 404."""
+
     def load(metas: MetaProfileStore) -> MetaProfile:
         try:
             return metas.load(name)
@@ -129,7 +131,7 @@ async def list_meta_profiles() -> Response:
 @blueprint.get("/api/meta-profiles/<name>")
 @responses(MetaProfileDetail, 400, 404, 422)
 async def get_meta_profile(name: str) -> Response:
-    meta = await _load(_name(name))
+    meta = await load_meta_profile(_name(name))
     return json_response({"name": name, "config": meta.model_dump(mode="json")})
 
 
@@ -186,7 +188,7 @@ async def delete_meta_profile(name: str) -> Response:
 async def activate_meta_profile(name: str) -> Response:
     """Record it as active and copy it into the agent settings; `applied: false`, and
     nothing recorded, when those settings are an agent that cannot route (ACP)."""
-    meta = await _load(_name(name))
+    meta = await load_meta_profile(_name(name))
 
     def activate(current: ServerSettings) -> tuple[ServerSettings, bool]:
         new = agent_settings.with_meta_profile(current, name, inline=meta)

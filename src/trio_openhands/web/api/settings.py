@@ -103,12 +103,14 @@ async def patch_settings() -> Response:
     profile_id = changes.get("active_agent_profile_id")
     if profile_id is not None and await agent_profile_name(profile_id) is None:
         raise NotFound(f"Agent profile with id '{profile_id}' not found")
-    meta = changes.get("active_meta_profile")
-    if meta is not None and meta not in await store().profiles.use_meta(lambda m: m.list()):
-        raise NotFound(f"Meta-profile '{meta}' not found")
+    meta_profile = None
+    if (meta := changes.get("active_meta_profile")) is not None:
+        from trio_openhands.web.api.meta_profiles import load_meta_profile  # it imports this
+
+        meta_profile = await load_meta_profile(meta)
 
     def change(current: ServerSettings) -> tuple[ServerSettings, ServerSettings]:
-        new = agent_settings.apply_patch(current, changes, cipher, profile_llm)
+        new = agent_settings.apply_patch(current, changes, cipher, profile_llm, meta_profile)
         return new, new
 
     new = await update_settings(change)
