@@ -84,6 +84,11 @@ async def reach_settings_operations(call: Call, llm: dict[str, Any]) -> None:
     await call("post", activate, 200, {"profile_id": agents["active_agent_profile_id"]})
     await call("post", activate, 404, {"profile_id": str(uuid.uuid4())})
     await call("post", activate, 422, {"profile_id": "x" * 129})
+    materialize = agent + "/materialize"
+    await call("post", materialize, 200, {"name": "other2"})
+    await call("post", materialize, 200, {"name": "draft"}, json={"profile": body})
+    await call("post", materialize, 404, {"name": "missing"})
+    await call("post", materialize, 422, {"name": "draft"}, json={"profile": {"agent_kind": 1}})
     await call("delete", agent, 200, {"name": "other2"})
     await call("delete", agent, 422, {"name": ".x"})
 

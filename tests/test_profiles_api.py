@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from openhands.sdk.llm.llm_profile_store import PROFILE_NAME_PATTERN
+
 from tests.conftest import LiveServer, llm_settings
+from trio_openhands.core.agent_settings import PROFILE_NAME
 from trio_openhands.testing.fake_llm import FakeLLM
 
 KEY = "sk-plain-PROFILE-key"
@@ -133,3 +136,54 @@ async def test_the_llm_catalog_comes_from_litellm_and_the_sdk(server: LiveServer
     assert verified["openhands"]
     assert all(isinstance(v, list) for v in verified.values())
     assert set(verified["openai"]) <= set(openai["models"])  # each verified one is offered
+
+
+async def test_materialize_previews_a_launch_without_starting_one(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    """`POST /api/agent-profiles/{name}/materialize` (the TypeScript client's
+    `materializeAgentProfile`): the SDK's dry run of a launch, a stored profile or a draft."""
+    client = server.client
+    llm = llm_settings(fake_llm, api_key=KEY)
+    await ok(await client.post("/api/profiles/fast", json={"llm": llm}), 201)
+    coder = {"agent_kind": "openhands", "llm_profile_ref": "fast", "mcp_server_refs": ["nope"]}
+    await ok(await client.post("/api/agent-profiles/coder", json=coder), 201)
+
+    report = await ok(await client.post("/api/agent-profiles/coder/materialize"))
+    assert (report["valid"], report["llm_profile_resolved"]) == (False, True)
+    assert report["dangling_mcp_server_refs"] == ["nope"]
+    assert report["llm_api_key_set"] is True
+    assert KEY not in str(report)
+
+    tools = [{"name": "terminal"}, {"name": "browser_tool_set"}]
+    draft = {"agent_kind": "openhands", "llm_profile_ref": "fast", "tools": tools}
+    report = await ok(
+        await client.post("/api/agent-profiles/draft/materialize", json={"profile": draft})
+    )
+    assert (report["valid"], report["errors"]) == (True, [])
+    assert report["unusable_tools"] == ["browser_tool_set"]  # left out here, not an error
+    resolved = report["resolved_settings"]
+    assert resolved["llm"]["model"] == "openai/fake"
+    assert resolved["llm"]["api_key"] == "**********"
+    assert [tool["name"] for tool in resolved["tools"]] == ["terminal"]
+    assert (await client.get("/api/agent-profiles/draft")).status_code == 404  # not saved
+
+    dangling = {"profile": {"agent_kind": "openhands", "llm_profile_ref": "missing"}}
+    report = await ok(await client.post("/api/agent-profiles/x/materialize", json=dangling))
+    assert report["valid"] is False
+    assert any("missing" in error for error in report["errors"])
+
+    assert (await client.post("/api/agent-profiles/missing/materialize")).status_code == 404
+    for body, loc in (
+        ({"profile": {"agent_kind": "nope"}}, ["body", "profile"]),
+        ({"other": 1}, ["body", "other"]),
+        ([], ["body"]),
+    ):
+        answer = await client.post("/api/agent-profiles/coder/materialize", json=body)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["loc"] == loc
+
+
+def test_profile_names_follow_the_sdks_rule() -> None:
+    """Names are checked without the SDK (a request can come while it loads), by its rule."""
+    assert PROFILE_NAME == PROFILE_NAME_PATTERN

@@ -9,6 +9,7 @@ a key, is never echoed.
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 type Loc = tuple[str | int, ...]
 ExposeMode = Literal["encrypted", "plaintext"] | None
 VARIANT_TAGS = frozenset({"openhands", "llm", "acp"})
+# The SDK's PROFILE_NAME_PATTERN (tests/test_profiles_api.py checks they agree).
+PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_PROFILE_NAME_RE = re.compile(PROFILE_NAME)
 _KEEP: Any = object()  # `with_meta_profile`: the agent settings' own copy stays
 
 
@@ -188,9 +192,9 @@ def conversation_schema() -> dict[str, Any]:
 
 
 def check_profile_name(name: str, loc: Loc) -> str:
-    from openhands.sdk.llm.llm_profile_store import PROFILE_NAME_REGEX
-
-    if not PROFILE_NAME_REGEX.match(name):
+    """The SDK's rule for the names of LLM, agent and meta-profiles, checked without
+    importing it: a request may come while it still loads."""
+    if not _PROFILE_NAME_RE.match(name):
         raise ValidationFailed.single(
             loc,
             "A profile name is 1-64 letters, digits, '.', '_' or '-', starting with a letter "

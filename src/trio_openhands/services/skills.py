@@ -75,16 +75,27 @@ def load(sources: SkillSources) -> tuple[list[dict[str, Any]], dict[str, int]]:
 def catalog() -> list[dict[str, Any]]:
     """The public and user skills, each with its `origin` (a user skill shadowing a public
     one is the user's): what an agent profile may pick from."""
-    public = _public_skills("marketplaces/default.json")
-    user = _user_skills()
-    user_names = {skill.name for skill in user}
+    public = public_skill_names()
     return [
         {
             **skill.to_skill_info().model_dump(mode="json"),
-            "origin": "user" if skill.name in user_names else "public",
+            "origin": "public" if skill.name in public else "user",
         }
-        for skill in _merged(public, user)
+        for skill in profile_skills()
     ]
+
+
+def profile_skills() -> list[Skill]:
+    """The skills an agent profile launches with, but for those it disables: the public and
+    user ones (the project's load with a conversation's workspace)."""
+    return _merged(_public_skills("marketplaces/default.json"), _user_skills())
+
+
+def public_skill_names() -> set[str]:
+    """The names of the public ones among `profile_skills()`: a user skill of the same name
+    is the user's."""
+    public = {skill.name for skill in _public_skills("marketplaces/default.json")}
+    return public - {skill.name for skill in _user_skills()}
 
 
 def _merged(*tiers: list[Skill]) -> list[Skill]:

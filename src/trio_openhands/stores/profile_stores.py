@@ -1,5 +1,5 @@
 """The SDK's LLM, agent and meta-profile stores, used one operation at a time
-(`ProfileStores.use`, `use_meta`).
+(`ProfileStores.use`, `use_meta`, `use_all`).
 
 The server always goes through the SDK's own stores: their file format (one JSON file per
 profile, keys encrypted with the server secret), their validation, limits and the reference
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
     from trio_openhands.stores.postgres.blobs import BlobStore
 
+    type Stores = tuple[LLMProfileStore, AgentProfileStore, MetaProfileStore]
+
 PROFILES_DIR = ".profiles"  # in the conversations directory
 PREFIX = "profiles/"
 KINDS = ("llm", "agent", "meta")  # the three stores' directories under the base
@@ -50,43 +52,45 @@ class ProfileStores:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.shared: BlobStore | None = None
-        self._stores: tuple[LLMProfileStore, AgentProfileStore] | None = None
-        self._meta: MetaProfileStore | None = None
+        self._stores: Stores | None = None
 
     async def use[T](self, operation: Callable[[LLMProfileStore, AgentProfileStore], T]) -> T:
         """`operation(llm_profiles, agent_profiles)`, blocking code run in a worker thread:
         the SDK stores' methods, as many as one consistent operation needs."""
+        return await self.use_all(lambda llm, agent, _: operation(llm, agent))
+
+    async def use_meta[T](self, operation: Callable[[MetaProfileStore], T]) -> T:
+        """`operation(meta_profiles)`, as `use` runs its operations."""
+        return await self.use_all(lambda _, __, meta: operation(meta))
+
+    async def use_all[T](
+        self, operation: Callable[[LLMProfileStore, AgentProfileStore, MetaProfileStore], T]
+    ) -> T:
+        """`operation(llm_profiles, agent_profiles, meta_profiles)`: one operation over the
+        three (with the shared database, one transaction)."""
         if self._stores is None:
             self._stores = await trio.to_thread.run_sync(self._blocking_open)
-        llm_profiles, agent_profiles = self._stores
+        stores = self._stores
         if self.shared is None:
-            return await trio.to_thread.run_sync(operation, llm_profiles, agent_profiles)
+            return await trio.to_thread.run_sync(operation, *stores)
 
         def on_the_mirror(documents: dict[str, bytes]) -> tuple[dict[str, bytes], T]:
             _blocking_mirror(self.base, documents)
-            result = operation(llm_profiles, agent_profiles)
+            result = operation(*stores)
             return _blocking_documents(self.base), result
 
         return await self.shared.update_all(PREFIX, on_the_mirror)
 
-    async def use_meta[T](self, operation: Callable[[MetaProfileStore], T]) -> T:
-        """`operation(meta_profiles)`, as `use` runs its operations (one transaction with
-        the shared database), on the meta-profile store."""
-
-        def on_meta(*_: object) -> T:
-            if self._meta is None:
-                from openhands.sdk.llm.meta_profile_store import MetaProfileStore
-
-                self._meta = MetaProfileStore(self.base / "meta")
-            return operation(self._meta)
-
-        return await self.use(on_meta)
-
-    def _blocking_open(self) -> tuple[LLMProfileStore, AgentProfileStore]:
+    def _blocking_open(self) -> Stores:
         from openhands.sdk.llm.llm_profile_store import LLMProfileStore
+        from openhands.sdk.llm.meta_profile_store import MetaProfileStore
         from openhands.sdk.profiles import AgentProfileStore
 
-        return LLMProfileStore(self.base / "llm"), AgentProfileStore(self.base / "agent")
+        return (
+            LLMProfileStore(self.base / "llm"),
+            AgentProfileStore(self.base / "agent"),
+            MetaProfileStore(self.base / "meta"),
+        )
 
 
 def _blocking_mirror(base: Path, documents: dict[str, bytes]) -> None:

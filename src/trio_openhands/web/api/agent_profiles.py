@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_request
 
-from trio_openhands.core import agent_settings
+from trio_openhands.core import agent_launch, agent_settings
 from trio_openhands.core.errors import Conflict, NotFound, ValidationFailed
-from trio_openhands.core.validation import load_json
+from trio_openhands.core.validation import load_json, validate
 from trio_openhands.web.api.profiles import rename_body, renamed
 from trio_openhands.web.api.settings import (
     agent_profile_name,
@@ -24,7 +24,9 @@ from trio_openhands.web.api.settings import (
 from trio_openhands.web.api.settings_models import (
     AgentProfileActivated,
     AgentProfileDetail,
+    AgentProfileDiagnostics,
     AgentProfileList,
+    MaterializeAgentProfile,
     ProfileMutation,
     RenameProfile,
 )
@@ -33,6 +35,7 @@ from trio_openhands.web.openapi import BODY, responses
 
 if TYPE_CHECKING:
     from openhands.sdk.llm.llm_profile_store import LLMProfileStore
+    from openhands.sdk.llm.meta_profile_store import MetaProfileStore
     from openhands.sdk.profiles import AgentProfileStore
 
     from trio_openhands.stores.settings_store import ServerSettings
@@ -137,22 +140,9 @@ async def save_agent_profile(name: str) -> Response:
     if not isinstance(body, dict):
         raise ValidationFailed.single(("body",), "An agent profile is a JSON object", "dict_type")
     await app().sdk_loader.wait_ready()
-    from openhands.sdk.profiles import (
-        ProfileLimitExceeded,
-        safe_validation_error_detail,
-        save_profile_preserving_identity,
-        validate_agent_profile,
-    )
+    from openhands.sdk.profiles import ProfileLimitExceeded, save_profile_preserving_identity
 
-    try:
-        profile = validate_agent_profile({**body, "name": name})
-    except ValidationError as error:
-        detail = safe_validation_error_detail(error)
-        raise ValidationFailed(
-            [{**item, "loc": ["body", *item.get("loc", [])]} for item in detail]
-        ) from None
-    except (ValueError, TypeError):
-        raise ValidationFailed.single(("body",), "Invalid agent profile") from None
+    profile = _validated(body, name, ("body",))
 
     def save(_: object, profiles: AgentProfileStore) -> None:
         try:
@@ -165,6 +155,52 @@ async def save_agent_profile(name: str) -> Response:
 
     await store().profiles.use(save)
     return json_response({"name": name, "message": f"Agent profile '{name}' saved"}, 201)
+
+
+def _validated(data: dict[str, Any], name: str, loc: tuple[str, ...]) -> Any:
+    """The SDK's `AgentProfile` from a client's JSON (the path's name), errors at `loc`."""
+    from openhands.sdk.profiles import safe_validation_error_detail, validate_agent_profile
+
+    try:
+        return validate_agent_profile({**data, "name": name})
+    except ValidationError as error:
+        detail = safe_validation_error_detail(error)
+        raise ValidationFailed(
+            [{**item, "loc": [*loc, *item.get("loc", [])]} for item in detail]
+        ) from None
+    except (ValueError, TypeError):
+        raise ValidationFailed.single(loc, "Invalid agent profile") from None
+
+
+@blueprint.post("/api/agent-profiles/<name>/materialize")
+@document_request(MaterializeAgentProfile)
+@responses(AgentProfileDiagnostics, 404, *BODY)
+async def materialize_agent_profile(name: str) -> Response:
+    """A dry run of launching the stored profile, or the body's draft: what the SDK's
+    launch would resolve and build here. A dangling reference is in the report (`valid`
+    false), not an error; nothing is saved or started."""
+    _name(name)
+    raw = await request.get_data(as_text=False)
+    body = validate(MaterializeAgentProfile, load_json(raw), ("body",)) if raw.strip() else None
+    await app().sdk_loader.wait_ready()
+    draft = None
+    if body is not None and body.profile is not None:
+        draft = _validated(body.profile, name, ("body", "profile"))
+    settings = await read_settings()
+    cipher = await store().cipher()
+
+    def preview(llm: LLMProfileStore, agents: AgentProfileStore, metas: MetaProfileStore) -> Any:
+        profile = draft
+        if profile is None:
+            try:
+                profile = agents.load(name)
+            except FileNotFoundError:
+                raise NotFound(f"Agent profile '{name}' not found") from None
+        stores = agent_launch.launch_stores(settings, cipher, llm, agents, metas)
+        return agent_launch.blocking_preview(profile, stores, settings)
+
+    diagnostics = await store().profiles.use_all(preview)
+    return json_response(diagnostics.model_dump(mode="json"))
 
 
 @blueprint.delete("/api/agent-profiles/<name>")

@@ -15,11 +15,11 @@ from quart import Blueprint, Response
 from quart_schema import document_querystring, document_request
 
 from trio_openhands.core import controls, fork, sdk_bridge
+from trio_openhands.core.agent_settings import PROFILE_NAME
 from trio_openhands.core.errors import NotFound
 from trio_openhands.web.api.conversations import info, loaded, success
 from trio_openhands.web.api.models import API_TAGS_SCHEMA, ApiInfoQuery, StrictUuid, check_tags
 from trio_openhands.web.api.settings import load_profile_llm
-from trio_openhands.web.api.settings_models import PROFILE_NAME
 from trio_openhands.web.api.state import RUNTIME_INFO
 from trio_openhands.web.common import app, json_response, parse_conversation_id, supervisor
 from trio_openhands.web.openapi import BODY, LOADS, responses

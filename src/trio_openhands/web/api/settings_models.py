@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trio_openhands.core.agent_settings import PROFILE_NAME
 from trio_openhands.web.response_bodies import BinaryBody
 
 # The SDK's own rules (its llm_profile_store, its settings API models).
-PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 SECRET_NAME = r"^[a-zA-Z][a-zA-Z0-9_]{0,63}$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 POINTERS = ("active_profile", "active_agent_profile_id", "active_meta_profile")
@@ -191,6 +191,28 @@ class AgentProfileDetail(BaseModel):
 
     name: str
     profile: dict[str, Any]
+
+
+class MaterializeAgentProfile(BaseModel):
+    """`POST /api/agent-profiles/{name}/materialize`: a draft to preview instead of the
+    stored profile (the path's name wins over the draft's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: dict[str, Any] | None = None
+
+
+class AgentProfileDiagnostics(BaseModel):
+    """The SDK's report of what launching the profile would build: what resolved, what
+    dangles, which tools cannot run here; `resolved_settings` (redacted) when `valid`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    agent_kind: str
+    valid: bool
+    errors: list[str]
+    unusable_tools: list[str]
+    resolved_settings: dict[str, Any] | None = None
 
 
 class AgentProfileActivated(BaseModel):
