@@ -104,6 +104,18 @@ async def wait_status(server: LiveServer, conversation_id: str, *statuses: str) 
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home of the test's own (`HOME`), without the SDK's persistence directory and public
+    skills settings: the user's skills, plugins and agents are the ones the test writes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("OH_PERSISTENCE_DIR", raising=False)
+    monkeypatch.delenv("EXTENSIONS_PATH", raising=False)
+    return home
+
+
+@pytest.fixture
 async def fake_llm(nursery: trio.Nursery) -> FakeLLM:
     llm = FakeLLM()
     await nursery.start(llm.serve)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.test_skills import home, write_skill
+from tests.test_skills import write_skill
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 # What these tests check never reaches the conversation store: once, not per store.
 pytestmark = pytest.mark.store_independent
-
-__all__ = ["home"]  # the fixture, shared with the skills tests
 
 
 def write_plugin(directory: Path, name: str, description: str = "") -> Path:

@@ -37,16 +37,6 @@ def write_skill(directory: Path, name: str, body: str, description: str = "") ->
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("OH_PERSISTENCE_DIR", raising=False)
-    monkeypatch.delenv("EXTENSIONS_PATH", raising=False)
-    return home
-
-
-@pytest.fixture
 def extensions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
     """A local copy of the public extensions repository, with two skills and a marketplace
     that lists one of them."""

@@ -26,15 +26,6 @@ def write_agent(directory: Path, name: str, description: str, extra: str = "") -
     (directory / f"{name}.md").write_text(front + f"You are {name}.\n")
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("OH_PERSISTENCE_DIR", raising=False)
-    return home
-
-
 async def test_project_user_and_builtin_sub_agents(server: LiveServer, home: Path) -> None:
     project = server.settings.workspace_dir / "proj"
     reviewer = "tools:\n  - terminal\nmodel: gpt-5\nmcp_servers:\n  fetch:\n    command: uvx\n"

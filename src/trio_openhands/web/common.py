@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from quart import Response, current_app
@@ -22,6 +23,14 @@ def app() -> OpenHandsApp:
 
 def supervisor() -> Supervisor:
     return app().supervisor
+
+
+def project_dir(text: str | None) -> Path | None:
+    """A request's `project_dir` (skills, plugins, sub-agents, hooks): a relative one lies in
+    the server's workspace directory, as a client cannot know the server's current one."""
+    if not text:
+        return None
+    return app().settings.workspace_dir / Path(text)  # an absolute one wins
 
 
 def parse_conversation_id(raw: str, field: str = "conversation_id") -> uuid.UUID:

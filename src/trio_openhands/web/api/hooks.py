@@ -3,7 +3,6 @@ client may then send in a create's `hook_config`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -12,7 +11,7 @@ from quart import Blueprint, Response
 from trio_openhands.core.working_dirs import check_working_dir_text
 from trio_openhands.services import hooks
 from trio_openhands.web.api.installed import run_sdk
-from trio_openhands.web.common import app, json_response
+from trio_openhands.web.common import json_response, project_dir
 from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_optional_body
 
@@ -36,7 +35,6 @@ class Hooks(BaseModel):
 async def load_hooks() -> Response:
     """Every field is optional, so the body is too (no body: no project, no hooks)."""
     body = await parse_optional_body(HooksRequest)
-    if not body.project_dir:
+    if (directory := project_dir(body.project_dir)) is None:
         return json_response({"hook_config": None})
-    project_dir = app().settings.workspace_dir / Path(body.project_dir)  # absolute wins
-    return json_response({"hook_config": await run_sdk(hooks.project_hooks, project_dir)})
+    return json_response({"hook_config": await run_sdk(hooks.project_hooks, directory)})

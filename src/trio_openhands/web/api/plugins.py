@@ -8,7 +8,6 @@ GitHub) and `fetch` (a strict git fetch into the plugin cache).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -19,7 +18,7 @@ from trio_openhands.core.working_dirs import check_working_dir_text
 from trio_openhands.services import plugins
 from trio_openhands.web.api.installed import Installed, add_installed_routes, run_sdk
 from trio_openhands.web.api.workspace import install_service_errors
-from trio_openhands.web.common import app, json_response
+from trio_openhands.web.common import json_response, project_dir
 from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_body
 
@@ -111,10 +110,8 @@ class PluginsMarketplace(BaseModel):
 async def list_plugins() -> Response:
     """The user's plugins (installed ones last) and the project's."""
     body = await parse_body(PluginsRequest)
-    project_dir = None
-    if body.project_dir:
-        project_dir = app().settings.workspace_dir / Path(body.project_dir)  # absolute wins
-    found = await run_sdk(plugins.available, body.load_user, body.load_project, project_dir)
+    directory = project_dir(body.project_dir)
+    found = await run_sdk(plugins.available, body.load_user, body.load_project, directory)
     return json_response({"plugins": found})
 
 

@@ -9,7 +9,6 @@ marketplaces, git install sources, the marketplace catalog and the public reposi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -20,7 +19,7 @@ from trio_openhands.core.working_dirs import check_working_dir_text
 from trio_openhands.services import skills
 from trio_openhands.web.api.installed import Installed, add_installed_routes, run_sdk
 from trio_openhands.web.api.workspace import install_service_errors
-from trio_openhands.web.common import app, json_response
+from trio_openhands.web.common import json_response, project_dir
 from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_body
 
@@ -146,15 +145,12 @@ async def load_skills() -> Response:
         raise ApiError(501, f"Organisation skills are cloned from their repositories; {OFFLINE}")
     if body.load_public and any(r.auto_load for r in body.registered_marketplaces):
         raise ApiError(501, f"Marketplace skills are fetched from their sources; {OFFLINE}")
-    project_dir = None
-    if body.project_dir:
-        project_dir = app().settings.workspace_dir / Path(body.project_dir)  # absolute wins
     urls = body.sandbox_config.exposed_urls if body.sandbox_config else []
     sources = skills.SkillSources(
         load_public=body.load_public,
         load_user=body.load_user,
         load_project=body.load_project,
-        project_dir=project_dir,
+        project_dir=project_dir(body.project_dir),
         marketplace_path=body.marketplace_path,
         exposed_urls=[(u.name, u.url, u.port) for u in urls],
     )

@@ -4,7 +4,6 @@ to. The discovery is the SDK's, in services/sub_agents.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -13,7 +12,7 @@ from quart import Blueprint, Response
 from trio_openhands.core.working_dirs import check_working_dir_text
 from trio_openhands.services import sub_agents
 from trio_openhands.web.api.installed import run_sdk
-from trio_openhands.web.common import app, json_response
+from trio_openhands.web.common import json_response, project_dir
 from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_body
 
@@ -67,13 +66,10 @@ class SubAgentsResponse(BaseModel):
 async def list_sub_agents() -> Response:
     """The file-based and built-in sub-agents for a workspace (nothing is registered)."""
     body = await parse_body(SubAgentsRequest)
-    project_dir = None
-    if body.project_dir:
-        project_dir = app().settings.workspace_dir / Path(body.project_dir)  # absolute wins
     sources = sub_agents.SubAgentSources(
         load_user=body.load_user,
         load_project=body.load_project,
         load_builtin=body.load_builtin,
-        project_dir=project_dir,
+        project_dir=project_dir(body.project_dir),
     )
     return json_response({"agents": await run_sdk(sub_agents.discover, sources)})
