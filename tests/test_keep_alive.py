@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import h11
+import httpx
 import trio
 import trio.lowlevel
 import trio.testing
@@ -143,4 +144,12 @@ async def test_a_websocket_connection_keeps_no_timer_task(
 def test_the_keep_alive_timeout_is_read_from_the_environment() -> None:
     settings = Settings.from_env({"OPENHANDS_KEEP_ALIVE_TIMEOUT": "2.5"})
     assert hypercorn_config(settings).keep_alive_timeout == 2.5
-    assert hypercorn_config(Settings.from_env({})).keep_alive_timeout == 5.0
+    assert hypercorn_config(Settings.from_env({})).keep_alive_timeout == 65.0
+
+
+def test_an_idle_connection_outlives_the_clients_pool_entry() -> None:
+    """The official clients' pool (httpx) drops an idle connection after its
+    `keepalive_expiry`; the server must not close it first, or a request the client sends
+    on it as it closes gets no answer (seen: `Server disconnected without sending a
+    response` on a POST, under load)."""
+    assert Settings().keep_alive_timeout > 2 * httpx.Limits().keepalive_expiry  # type: ignore[operator]

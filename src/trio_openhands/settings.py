@@ -67,8 +67,10 @@ class Settings:
     # to finish (an idle keep-alive connection is closed at once: 0.07 s to exit with one
     # open and a 10 s timeout, against 0.04 s without).
     graceful_timeout: float = 0.5
-    # Seconds an idle keep-alive HTTP connection is held open (Hypercorn's default).
-    keep_alive_timeout: float = 5.0
+    # Seconds an idle keep-alive HTTP connection is held open. Longer than a client's pool
+    # keeps one (httpx's, so the SDK clients': 5 s): a server that closes first races the
+    # client's next request on it, which then fails with no answer (a POST is not retried).
+    keep_alive_timeout: float = 65.0
     # A loaded conversation nothing has used (no run, socket or request) for this long is
     # unloaded to free its memory, and loaded again on next use; 0 keeps them loaded.
     idle_unload_seconds: float = 600.0
