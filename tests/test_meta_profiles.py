@@ -118,6 +118,17 @@ async def test_at_most_50_meta_profiles(server: LiveServer) -> None:
     await save(server, "m7", DIRECT, status=201)  # overwriting is not a new one
 
 
+async def test_the_routing_tool_can_be_on_without_an_active_meta_profile(
+    server: LiveServer,
+) -> None:
+    """The SDK then routes with the first saved meta-profile: other changes keep it on."""
+    on = await patch(server, {"agent_settings_diff": {"enable_classify_and_switch_llm_tool": True}})
+    assert on["agent_settings"]["enable_classify_and_switch_llm_tool"] is True
+    kept = await patch(server, {"misc_settings_diff": {"theme": "dark"}})
+    assert kept["agent_settings"]["enable_classify_and_switch_llm_tool"] is True
+    assert kept["active_meta_profile"] is None
+
+
 async def test_an_acp_agent_cannot_route(server: LiveServer) -> None:
     await save(server, "router", ROUTER)
     acp = {"agent_kind": "acp", "acp_server": "claude-code"}

@@ -143,11 +143,17 @@ def apply_patch(
         if pointer in patch:
             changes[pointer] = patch[pointer]
     settings = settings.replace(**changes)
-    if (name := patch.get("active_meta_profile")) is not None:
-        return with_meta_profile(settings, name, inline=meta_profile)
     if "active_meta_profile" in patch:
-        return with_meta_profile(settings, None)  # as the reference: the copy stays, unused
-    return with_meta_profile(settings, settings.active_meta_profile)  # kept, if it can route
+        name = patch["active_meta_profile"]  # None: as the reference, the copy stays, unused
+        return with_meta_profile(settings, name, inline=meta_profile if name else _KEEP)
+    if not _can_route(settings):
+        return settings.replace(active_meta_profile=None)  # the agent became ACP
+    return settings
+
+
+def _can_route(settings: ServerSettings) -> bool:
+    """Whether agents built from these settings can have the SDK's routing tool (not ACP)."""
+    return "active_meta_profile" in type(settings.agent_settings).model_fields
 
 
 def with_meta_profile(
@@ -157,7 +163,7 @@ def with_meta_profile(
     is what attaches the SDK's routing tool to an agent built from them; `inline`, a
     `MetaProfile` or None, replaces the copy the agent settings hold. An agent that cannot
     route (ACP) gets no pointer: the settings never claim a router no conversation uses."""
-    if "active_meta_profile" not in type(settings.agent_settings).model_fields:
+    if not _can_route(settings):
         return settings.replace(active_meta_profile=None)
     update: dict[str, Any] = {
         "active_meta_profile": name,
