@@ -80,7 +80,8 @@ ERROR_DESCRIPTIONS = {
     431: "The request line and headers are larger than the server takes (16 KiB)",
     422: "The request is invalid: each field at fault, as pydantic reports it",
     500: "An unexpected error; `error_id` finds its traceback in the server log",
-    503: "The server is shutting down; or git is missing or took too long",
+    503: "The server is shutting down; git is missing or took too long; or a profile store "
+    "stayed locked (retry)",
     507: "Not enough space left on the server's disk for the file",
 }
 # Query parameters the handlers parse further than their models say (a 422 otherwise); an

@@ -119,7 +119,7 @@ async def load_meta_profile(name: str) -> MetaProfile:
 
 
 @blueprint.get("/api/meta-profiles")
-@responses(MetaProfileList, 409)
+@responses(MetaProfileList, 409, 503)
 async def list_meta_profiles() -> Response:
     settings = await read_settings()
     summaries = await _use(lambda metas: metas.list_summaries())
@@ -129,7 +129,7 @@ async def list_meta_profiles() -> Response:
 
 
 @blueprint.get("/api/meta-profiles/<name>")
-@responses(MetaProfileDetail, 400, 404, 422)
+@responses(MetaProfileDetail, 400, 404, 422, 503)
 async def get_meta_profile(name: str) -> Response:
     meta = await load_meta_profile(_name(name))
     return json_response({"name": name, "config": meta.model_dump(mode="json")})
@@ -137,7 +137,7 @@ async def get_meta_profile(name: str) -> Response:
 
 @blueprint.post("/api/meta-profiles/<name>")
 @document_request(MetaProfileBody)
-@responses({201: MetaProfileMutation}, 409, *BODY)
+@responses({201: MetaProfileMutation}, 409, 503, *BODY)
 async def save_meta_profile(name: str) -> Response:
     """Create or overwrite; 409 past 50 meta-profiles."""
     _name(name)
@@ -167,7 +167,7 @@ async def save_meta_profile(name: str) -> Response:
 
 
 @blueprint.delete("/api/meta-profiles/<name>")
-@responses(MetaProfileMutation, 409, 422)
+@responses(MetaProfileMutation, 409, 422, 503)
 async def delete_meta_profile(name: str) -> Response:
     """Idempotent. Deleting the active one clears `active_meta_profile`, and the copy the
     agent settings hold."""
@@ -184,7 +184,7 @@ async def delete_meta_profile(name: str) -> Response:
 
 
 @blueprint.post("/api/meta-profiles/<name>/activate")
-@responses(MetaProfileActivated, 400, 404, 409, 422)
+@responses(MetaProfileActivated, 400, 404, 409, 422, 503)
 async def activate_meta_profile(name: str) -> Response:
     """Record it as active and copy it into the agent settings; `applied: false`, and
     nothing recorded, when those settings are an agent that cannot route (ACP)."""
