@@ -75,27 +75,35 @@ def load(sources: SkillSources) -> tuple[list[dict[str, Any]], dict[str, int]]:
 def catalog() -> list[dict[str, Any]]:
     """The public and user skills, each with its `origin` (a user skill shadowing a public
     one is the user's): what an agent profile may pick from."""
-    public = public_skill_names()
+    public, user = _public_and_user()
+    public_names = _public_names(public, user)
     return [
         {
             **skill.to_skill_info().model_dump(mode="json"),
-            "origin": "public" if skill.name in public else "user",
+            "origin": "public" if skill.name in public_names else "user",
         }
-        for skill in profile_skills()
+        for skill in _merged(public, user)
     ]
 
 
 def profile_skills() -> list[Skill]:
     """The skills an agent profile launches with, but for those it disables: the public and
     user ones (the project's load with a conversation's workspace)."""
-    return _merged(_public_skills("marketplaces/default.json"), _user_skills())
+    return _merged(*_public_and_user())
 
 
 def public_skill_names() -> set[str]:
     """The names of the public ones among `profile_skills()`: a user skill of the same name
     is the user's."""
-    public = {skill.name for skill in _public_skills("marketplaces/default.json")}
-    return public - {skill.name for skill in _user_skills()}
+    return _public_names(*_public_and_user())
+
+
+def _public_and_user() -> tuple[list[Skill], list[Skill]]:
+    return _public_skills("marketplaces/default.json"), _user_skills()
+
+
+def _public_names(public: list[Skill], user: list[Skill]) -> set[str]:
+    return {skill.name for skill in public} - {skill.name for skill in user}
 
 
 def _merged(*tiers: list[Skill]) -> list[Skill]:

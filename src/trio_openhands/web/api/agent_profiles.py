@@ -13,7 +13,7 @@ from quart_schema import document_request
 
 from trio_openhands.core import agent_launch, agent_settings
 from trio_openhands.core.errors import Conflict, NotFound, ValidationFailed
-from trio_openhands.core.validation import load_json, validate
+from trio_openhands.core.validation import load_json
 from trio_openhands.web.api.profiles import rename_body, renamed
 from trio_openhands.web.api.settings import (
     agent_profile_name,
@@ -32,6 +32,7 @@ from trio_openhands.web.api.settings_models import (
 )
 from trio_openhands.web.common import app, json_response
 from trio_openhands.web.openapi import BODY, responses
+from trio_openhands.web.request_parsing import parse_optional_body
 
 if TYPE_CHECKING:
     from openhands.sdk.llm.llm_profile_store import LLMProfileStore
@@ -180,11 +181,10 @@ async def materialize_agent_profile(name: str) -> Response:
     launch would resolve and build here. A dangling reference is in the report (`valid`
     false), not an error; nothing is saved or started."""
     _name(name)
-    raw = await request.get_data(as_text=False)
-    body = validate(MaterializeAgentProfile, load_json(raw), ("body",)) if raw.strip() else None
+    body = await parse_optional_body(MaterializeAgentProfile)
     await app().sdk_loader.wait_ready()
     draft = None
-    if body is not None and body.profile is not None:
+    if body.profile is not None:
         draft = _validated(body.profile, name, ("body", "profile"))
     settings = await read_settings()
     cipher = await store().cipher()
