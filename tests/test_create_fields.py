@@ -128,10 +128,9 @@ async def test_agent_settings_that_cannot_be_served_are_a_422_naming_them(
     hooks = {"stop": [{"hooks": [{"type": "command", "command": ""}]}]}  # a command is required
     refused = await create(server, ui_request(server, {"llm": llm}, hook_config=hooks), 422)
     assert refused["detail"][0]["loc"][:2] == ["body", "hook_config"], refused
-    unsupported = {"plugins": [{"source": "github:x/y"}], "agent_launch_additions": {"skills": []}}
-    for field, value in unsupported.items():
-        refused = await create(server, ui_request(server, {"llm": llm}, **{field: value}), 422)
-        assert refused["detail"][0]["loc"] == ["body", field]
+    plugins = [{"source": "github:x/y"}]
+    refused = await create(server, ui_request(server, {"llm": llm}, plugins=plugins), 422)
+    assert refused["detail"][0]["loc"] == ["body", "plugins"]
     assert (await server.client.get("/api/conversations/count")).json() == 0
 
 

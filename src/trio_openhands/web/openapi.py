@@ -71,9 +71,10 @@ ERROR_DESCRIPTIONS = {
     401: "No valid `X-Session-API-Key`",
     403: "A request from a browser page of a foreign origin, without a key; or the file "
     "system refused (permission denied, read-only)",
-    404: "No such conversation (or event, file, directory)",
+    404: "No such conversation (or event, file, directory, profile)",
     408: "The body did not arrive within the server's `body_timeout`",
-    409: "Not possible in the conversation's current state",
+    409: "Not possible in the conversation's current state; or the settings or a profile "
+    "store cannot be read",
     413: "The body is larger than the server takes (16 MiB; a file upload: `max_upload_bytes`)",
     415: "The body is not `application/json` (nor `multipart/form-data` for an upload)",
     421: "`Host` is not a name this server answers for",

@@ -108,8 +108,6 @@ def build_agent_from_settings(
 ) -> Agent:
     """Blocking: the web UI's `agent_settings` (the SDK's settings, schema version 9) made
     into an agent by the SDK itself, then given the server's defaults as `build_agent`."""
-    from pydantic import SecretStr
-
     from trio_openhands.core import agent_settings
 
     loc = ("body", "agent_settings")
@@ -126,12 +124,22 @@ def build_agent_from_settings(
     tools = launch_tool_specs(validated.tools, browser_available=False)
     validated = validated.model_copy(update={"tools": tools})
     agent: Any = agent_settings.blocking_agent_from_settings(validated)
+    return with_server_defaults(agent, default_api_key, tool_module_qualnames, (*loc, "tools"))
+
+
+def with_server_defaults(
+    agent: Agent, default_api_key: str | None, tool_module_qualnames: Mapping[str, str], loc: Loc
+) -> Agent:
+    """Blocking: an agent the SDK built (from settings or a profile) given the server's
+    defaults as `build_agent` gives them; each tool must be known here."""
+    from pydantic import SecretStr
+
     changes: dict[str, Any] = {"tools": [_with_server_defaults(t) for t in agent.tools]}
     if agent.llm.api_key is None and default_api_key:
         changes["llm"] = agent.llm.model_copy(update={"api_key": SecretStr(default_api_key)})
     agent = agent.model_copy(update=changes)
     for index, tool in enumerate(agent.tools):
-        _ensure_tool_registered(tool.name, tool_module_qualnames, index, (*loc, "tools"))
+        _ensure_tool_registered(tool.name, tool_module_qualnames, index, loc)
     return agent
 
 

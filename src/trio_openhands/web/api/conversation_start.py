@@ -8,6 +8,7 @@ that exists answers 200 with that conversation, unchanged.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from functools import partial
 from pathlib import Path
@@ -17,22 +18,29 @@ import trio
 from quart import Blueprint, Response
 from quart_schema import document_request
 
-from trio_openhands.core import autotitle, sdk_bridge
-from trio_openhands.core.errors import ApiError, ValidationFailed
+from trio_openhands.core import agent_launch, autotitle, sdk_bridge
+from trio_openhands.core.errors import ApiError, Conflict, ValidationFailed
 from trio_openhands.core.working_dirs import resolve_working_dir
 from trio_openhands.services import git, worktrees
 from trio_openhands.services.errors import ServiceError
 from trio_openhands.web.api import bridge as api_bridge
 from trio_openhands.web.api.conversations import change_record, info, lookup
 from trio_openhands.web.api.models import ApiStartConversationRequest
-from trio_openhands.web.api.settings import load_profile_llm
+from trio_openhands.web.api.settings import load_profile_llm, read_settings
 from trio_openhands.web.common import app, json_response, supervisor
 from trio_openhands.web.openapi import BODY, responses
 from trio_openhands.web.request_parsing import parse_body
 from trio_openhands.web.response_bodies import ApiConversationInfo
 
 if TYPE_CHECKING:
+    from openhands.sdk.llm.llm_profile_store import LLMProfileStore
+    from openhands.sdk.llm.meta_profile_store import MetaProfileStore
+    from openhands.sdk.profiles import AgentProfileStore
+
     from trio_openhands.core.conversation import Conversation
+    from trio_openhands.stores.settings_store import ServerSettings
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("api_conversation_start", __name__)
 
@@ -75,20 +83,24 @@ def _stored_request(
     }
 
 
-def _refuse_unsupported(request: ApiStartConversationRequest) -> None:
-    unsupported = {
-        "agent_profile_id": request.agent_profile_id,
-        "plugins": request.plugins,
-        "agent_launch_additions": request.agent_launch_additions,
-    }
-    for field, value in unsupported.items():
-        if value:
-            raise ValidationFailed.single(
-                ("body", field), f"`{field}` is not supported by this server", "not_supported"
-            )
-    if request.agent is None and request.agent_settings is None:
+def _check_sources(request: ApiStartConversationRequest) -> None:
+    """Exactly one agent source, as the SDK's request says; `plugins` are not served."""
+    if request.plugins:
         raise ValidationFailed.single(
-            ("body", "agent"), "One of `agent` or `agent_settings` is required", "missing"
+            ("body", "plugins"), "`plugins` is not supported by this server", "not_supported"
+        )
+    if request.agent_profile_id is not None:
+        others = [name for name in ("agent", "agent_settings") if getattr(request, name)]
+        if others:
+            raise ValidationFailed.single(
+                agent_launch.PROFILE_LOC,
+                "`agent_profile_id` is mutually exclusive with " + ", ".join(others),
+            )
+    elif request.agent is None and request.agent_settings is None:
+        raise ValidationFailed.single(
+            ("body", "agent"),
+            "One of `agent`, `agent_settings` or `agent_profile_id` is required",
+            "missing",
         )
 
 
@@ -127,25 +139,91 @@ async def _make_worktree(
     return repo
 
 
-async def _build_agent(request: ApiStartConversationRequest) -> Any:
-    """The client's `agent`, or one the SDK builds from its `agent_settings`; with its
-    `client_tools`. Secrets sent encrypted are decrypted with the server secret."""
+async def _build_agent(request: ApiStartConversationRequest) -> tuple[Any, dict[str, Any] | None]:
+    """The conversation's agent and, when a stored agent profile launched it, the SDK's
+    `LaunchedAgentProfile` (JSON). The source is the client's `agent`, one the SDK builds
+    from its `agent_settings`, or the profile `agent_profile_id` resolved with this server's
+    stores; then the SDK's launch finalizes it (`agent_launch_additions`, the stored
+    settings' `load_memory`) and the `client_tools` join. Secrets sent encrypted are
+    decrypted with the server secret."""
     cipher = await app().settings_store.cipher() if request.secrets_encrypted else None
     key = app().settings.llm_api_key
     qualnames = request.tool_module_qualnames
-    if request.agent is not None:
+    has_profile = request.agent_profile_id is not None
+    additions = await trio.to_thread.run_sync(
+        agent_launch.parsed_additions, request.agent_launch_additions, has_profile
+    )
+    settings = await _launch_settings(required=has_profile)
+    if request.agent_profile_id is not None:
+        assert settings is not None
+        source = await _resolve_profile(request.agent_profile_id, settings, additions)
+    elif request.agent is not None:
         build = partial(api_bridge.build_agent, request.agent, key, qualnames, cipher)
+        source = await trio.to_thread.run_sync(build)
     else:
         assert request.agent_settings is not None
         build = partial(
             api_bridge.build_agent_from_settings, request.agent_settings, key, qualnames, cipher
         )
-    agent = await trio.to_thread.run_sync(build)
+        source = await trio.to_thread.run_sync(build)
+    context = getattr(settings.agent_settings, "agent_context", None) if settings else None
+    finalize = partial(
+        agent_launch.blocking_finalize,
+        source,
+        additions,
+        load_memory=context is not None and bool(context.load_memory),
+    )
+    launched = await trio.to_thread.run_sync(finalize)
+    agent: Any = launched.agent  # an `Agent`: ACP sources were refused above
+    if launched.profile is not None:
+        defaults = partial(
+            api_bridge.with_server_defaults, agent, key, qualnames, agent_launch.PROFILE_LOC
+        )
+        agent = await trio.to_thread.run_sync(defaults)
     if request.client_tools:
         agent = await trio.to_thread.run_sync(
             api_bridge.add_client_tools, agent, request.client_tools
         )
-    return agent
+    profile = launched.profile.model_dump(mode="json") if launched.profile else None
+    return agent, profile
+
+
+async def _launch_settings(*, required: bool) -> ServerSettings | None:
+    """The stored settings a launch reads. A profile launch needs them (its MCP server
+    references name the settings' servers): unreadable, it is refused (409). Any other
+    launch goes on without them, as the reference's does, and says so in the log."""
+    try:
+        return await read_settings()
+    except Conflict:
+        if required:
+            raise
+        log.warning("settings unreadable: this conversation starts without their load_memory")
+        return None
+
+
+async def _resolve_profile(profile_id: uuid.UUID, settings: ServerSettings, additions: Any) -> Any:
+    """The SDK's `ResolvedLaunch` of a stored profile, read in one pass over the profile
+    stores; an ACP profile is refused as ACP agents are (422)."""
+    cipher = await app().settings_store.cipher()
+
+    def resolve(llm: LLMProfileStore, agents: AgentProfileStore, metas: MetaProfileStore) -> Any:
+        stores = agent_launch.launch_stores(settings, cipher, llm, agents, metas)
+        try:
+            return agent_launch.blocking_resolve(profile_id, stores, additions)
+        except Exception as error:
+            answer = agent_launch.launch_failure(error)
+            if answer is None:
+                raise
+            raise answer from None
+
+    resolved = await app().settings_store.profiles.use_all(resolve)
+    if resolved.settings.agent_kind != "openhands":
+        raise ValidationFailed.single(
+            agent_launch.PROFILE_LOC,
+            f"only 'openhands' agents are served, not {resolved.settings.agent_kind!r}",
+            "not_supported",
+        )
+    return resolved
 
 
 def _worktree_top(request: ApiStartConversationRequest, repo: Path) -> str:
@@ -169,12 +247,12 @@ async def _title_llm(request: ApiStartConversationRequest) -> Any:
 
 @blueprint.post("/api/conversations")
 @document_request(ApiStartConversationRequest)
-@responses({200: ApiConversationInfo, 201: ApiConversationInfo}, *BODY, 503)
+@responses({200: ApiConversationInfo, 201: ApiConversationInfo}, *BODY, 404, 409, 503)
 async def start_conversation() -> Response:
     """201 with the new conversation; 200 with the existing one when `conversation_id`
     names a conversation that exists (nothing is changed then)."""
     request = await parse_body(ApiStartConversationRequest)
-    _refuse_unsupported(request)
+    _check_sources(request)
     request.workspace.working_dir = await resolve_working_dir(
         request.workspace.working_dir, app().settings
     )
@@ -183,7 +261,7 @@ async def start_conversation() -> Response:
         return json_response(info(*found), 200)
     await _check_parent(request)
     await app().sdk_loader.wait_ready()
-    agent = await _build_agent(request)
+    agent, launched_profile = await _build_agent(request)
     secrets_cipher = await app().settings_store.cipher() if request.secrets_encrypted else None
     policy = (
         api_bridge.build_confirmation_policy(
@@ -195,7 +273,10 @@ async def start_conversation() -> Response:
     analyzer = api_bridge.build_security_analyzer(
         request.security_analyzer, ("body", "security_analyzer")
     )
-    secrets = api_bridge.build_secrets(request.secrets, ("body", "secrets"), secrets_cipher)
+    secrets = agent_launch.allowed_secrets(
+        launched_profile,
+        api_bridge.build_secrets(request.secrets, ("body", "secrets"), secrets_cipher),
+    )
     hook_config = api_bridge.build_hook_config(request.hook_config, ("body", "hook_config"))
     title_llm = await _title_llm(request)
     conversation_id = request.conversation_id or uuid.uuid4()
@@ -206,6 +287,7 @@ async def start_conversation() -> Response:
         sdk_bridge.to_message(request.initial_message.content) if request.initial_message else None
     )
     stored = _stored_request(request, agent, policy, analyzer, hook_config)
+    stored["launched_agent_profile"] = launched_profile
     if repo is not None:
         stored["worktree"] = {"repository": str(repo), "top": _worktree_top(request, repo)}
     try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_request
 
+from trio_openhands.core import agent_launch
 from trio_openhands.core.conversation_record import utc_now
 from trio_openhands.core.errors import Conflict, NotFound
 from trio_openhands.services import worktrees
@@ -251,9 +252,10 @@ async def interrupt_conversation(raw_id: str) -> Response:
 async def update_secrets(raw_id: str) -> Response:
     request = await parse_body(UpdateSecretsRequest)
     conversation = await loaded(raw_id)
-    await conversation.update_secrets(
-        api_bridge.build_secrets(request.secrets, ("body", "secrets"))
-    )
+    secrets = api_bridge.build_secrets(request.secrets, ("body", "secrets"))
+    # A conversation an agent profile launched keeps to the profile's `secret_refs`.
+    launched = conversation.record.request.get("launched_agent_profile")
+    await conversation.update_secrets(agent_launch.allowed_secrets(launched, secrets))
     return success()
 
 

@@ -71,7 +71,7 @@ def conversation_info(
         forked_from_conversation_id=request.get("forked_from_conversation_id"),
         forked_from_event_id=request.get("forked_from_event_id"),
         runtime_info=dict(RUNTIME_INFO),
-        launched_agent_profile=None,  # `agent_profile_id` is refused at create
+        launched_agent_profile=request.get("launched_agent_profile"),
         metrics=None,  # as the reference's local server: the figures are in `stats`
         # An ACP agent's model picker; native agents (the only kind served) have none.
         current_model_id=None,
