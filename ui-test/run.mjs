@@ -201,7 +201,39 @@ try {
   await until("deleted", async () => (await api("/api/conversations/count")) === 0);
   await shot("deleted");
 
-  // 8. Our own API documentation renders with no network.
+  // 8. An agent profile made active: the UI starts the next conversation with its
+  //    `agent_profile_id`, and the profile's LLM answers.
+  const post = async (path, body) => {
+    const response = await fetch(`${server}${path}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(`POST ${path}: ${response.status} ${await response.text()}`);
+    return response.json();
+  };
+  const coderLlm = { model: "openai/fake-coder", base_url: `${llm}/v1`, api_key: "fake-key" };
+  await post("/api/profiles/coder-llm", { llm: coderLlm });
+  await post("/api/agent-profiles/coder", { agent_kind: "openhands", llm_profile_ref: "coder-llm" });
+  const coder = (await api("/api/agent-profiles/coder")).profile;
+  await post(`/api/agent-profiles/${coder.id}/activate`);
+  await put("profiled", [{ text: "The coder profile answers." }]);
+  await page.goto(`http://localhost:${canvasPort}/`);
+  await page.getByText("New Chat", { exact: true }).click();
+  await page.getByText("Let's Start Building!").waitFor();
+  await page.getByTestId("chat-input").click();
+  await page.keyboard.type("Which profile? [[fake:profiled]]");
+  await page.getByTestId("submit-button").click();
+  await page.getByText("The coder profile answers.").waitFor({ timeout: 60_000 });
+  const [launched] = (await api("/api/conversations/search")).items;
+  if (launched.launched_agent_profile?.agent_profile_id !== coder.id) {
+    throw new Error(`not launched from the profile: ${JSON.stringify(launched.launched_agent_profile)}`);
+  }
+  const calls = JSON.stringify(await (await fetch(`${llm}/_requests`)).json());
+  if (!calls.includes('"fake-coder"')) throw new Error("the profile's LLM was not asked");
+  await shot("agent-profile");
+
+  // 9. Our own API documentation renders with no network.
   await page.goto(`${server}/docs`);
   await page.locator(".swagger-ui .opblock").first().waitFor({ timeout: 30_000 });
   await shot("api-docs");
