@@ -166,6 +166,21 @@ async def test_profiles_saved_on_one_instance_are_used_on_another(
         assert request.model == "fake-shared"
         await wait_status(b, cid, "finished")
 
+        # A launches the agent profile whose LLM profile B renamed: it reads the new name.
+        tag = fake_llm.script("launched", [text("launched from the shared profile")])
+        launch = {
+            "agent_profile_id": coder["id"],
+            "workspace": {"working_dir": str(a.settings.workspace_dir)},
+            "initial_message": message(f"go {tag}"),
+            "autotitle": False,
+        }
+        created = await a.client.post("/api/conversations", json=launch)
+        assert created.status_code == 201, created.text
+        assert created.json()["launched_agent_profile"]["agent_profile_id"] == coder["id"]
+        request = await fake_llm.wait_for_request(script="launched", step=0)
+        assert request.model == "fake-shared"
+        await wait_status(a, created.json()["id"], "finished")
+
 
 async def test_a_fork_lives_in_the_database_and_goes_on_without_its_maker(
     nursery: trio.Nursery, tmp_path: Path, postgres_url: str, fake_llm: FakeLLM
