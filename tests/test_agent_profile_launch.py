@@ -4,15 +4,25 @@ SDK's launch code does it, with `agent_launch_additions`, its `secret_refs` kept
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
+
+import trio
+from openhands.sdk.conversation.impl.remote_conversation import RemoteConversation
+from openhands.sdk.conversation.request import StartConversationRequest
+from openhands.sdk.event import ObservationEvent
+from openhands.sdk.workspace import LocalWorkspace
 
 from tests.conftest import llm_settings, wait_status
 from tests.test_create_fields import create, message
-from trio_openhands.testing.fake_llm import text, tool_call
+from tests.test_sdk_client import Client, Frames, SdkSession, Status, call, sdk
+from trio_openhands.testing.fake_llm import finish, text, tool_call
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
     from trio_openhands.testing.fake_llm import FakeLLM
+
+__all__ = ["sdk"]  # the SDK client test's fixture
 
 
 async def save_profiles(server: LiveServer, fake_llm: FakeLLM, **agent: Any) -> str:
@@ -174,3 +184,28 @@ async def test_additions_and_the_stored_load_memory_apply_to_an_agent_sent_whole
     system = str(fake_llm.requests[0].messages[0])
     assert "DEPLOYED-HERE" in system
     assert "REMEMBERED-FACT" in system
+
+
+async def test_the_python_client_launches_a_saved_profile(sdk: SdkSession) -> None:
+    """`RemoteConversation.create` with the SDK's own `StartConversationRequest` naming a
+    saved `agent_profile_id`: the run uses the profile's LLM and tools on the server."""
+    profile_id = await save_profiles(sdk.server, sdk.fake_llm, tools=[{"name": "terminal"}])
+    steps = [tool_call("terminal", {"command": "echo from-the-profile"}), finish("done")]
+    tag = sdk.fake_llm.script("python-client", steps)
+    request = StartConversationRequest(
+        agent_profile_id=uuid.UUID(profile_id),
+        workspace=LocalWorkspace(working_dir=str(sdk.workspace_dir)),
+    )
+    frames = Frames(trio.lowlevel.current_trio_token())
+    workspace = sdk.workspace()
+    conversation = await call(
+        RemoteConversation.create, workspace, request, callbacks=[frames], visualizer=None
+    )
+    sdk.clients.append(Client(conversation, workspace, frames))
+    await call(conversation.send_message, f"run it {tag}")
+    await call(conversation.run)
+    assert conversation.state.execution_status == Status.FINISHED
+    observations = [e for e in conversation.state.events if isinstance(e, ObservationEvent)]
+    assert "from-the-profile" in observations[0].observation.model_dump_json()
+    agent_steps = [r.model for r in sdk.fake_llm.requests if r.step is not None]
+    assert agent_steps == ["fake-coder", "fake-coder"]
