@@ -43,7 +43,7 @@ PYTEST_WORKERS ?= 3
 SKIP_BINARY ?= 1
 
 .PHONY: help install install-dev install-pre-commit-hooks test test-postgres test-e2e lint format run demo bench \
-        fuzz binary check-binary clean distclean check-python check-lock print-uv test-ui ui \
+        fuzz binary check-binary clean distclean check-python check-lock print-uv test-ui test-ts-client ui \
         install-postgres check-postgres
 
 help: ## List targets (this message)
@@ -151,6 +151,9 @@ test-ui: install-dev ui-test/node_modules/.package-lock.json ## Drive the offici
 	  else echo "error: no Chromium at $(CHROMIUM): apt-get install chromium, or CHROMIUM=/path" >&2; exit 1; fi; \
 	fi
 	PYTHON=$(abspath .venv/bin/python) CHROMIUM=$(CHROMIUM) node ui-test/run.mjs
+
+test-ts-client: install-dev ui-test/node_modules/.package-lock.json ## Drive the official TypeScript client from Node against the server
+	PYTHON=$(abspath .venv/bin/python) node ui-test/ts-client.mjs
 
 UI_PORT ?= 3000
 

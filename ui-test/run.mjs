@@ -1,70 +1,22 @@
 // make test-ui: the official web UI (@openhands/agent-canvas, served frontend-only) driven
 // by the system's Chromium against trio-openhands and the scripted LLM, as a new user would:
 // connect, choose the agent, configure the LLM, start a conversation from a prompt, see the
-// reply, send a second message, pause it, delete the conversation. One screenshot per step
-// in build/ui/. Everything runs on loopback; requests the page makes to the internet
-// (fonts, analytics, icons) are refused, so the run needs no network.
+// reply, send a second message, pause it, delete the conversation, start the next one from
+// the active agent profile. One screenshot per step in build/ui/. Everything runs on
+// loopback; requests the page makes to the internet (fonts, analytics, icons) are refused,
+// so the run needs no network.
 //
 //   PYTHON=.venv/bin/python node ui-test/run.mjs   (the Makefile sets PYTHON)
 
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "..");
-const python = resolve(process.env.PYTHON ?? join(root, ".venv/bin/python"));
+import { Processes, freePort, here, root, script, until, waitFor } from "./harness.mjs";
+
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const shots = join(root, "build", "ui");
-const scratch = mkdtempSync(join(tmpdir(), "trio-openhands-ui-"));
-const children = [];
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const probe = createServer();
-    probe.once("error", fail);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => ok(port));
-    });
-  });
-}
-
-function start(name, command, args, env = {}) {
-  const child = spawn(command, args, {
-    cwd: scratch,
-    env: { ...process.env, HOME: join(scratch, "home"), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true, // its own process group: stopped as a whole at the end
-  });
-  const log = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.on("data", (chunk) => log.push(String(chunk)));
-  }
-  child.on("exit", (code) => {
-    if (!stopping) console.error(`${name} exited (${code}):\n${log.join("").slice(-3000)}`);
-  });
-  children.push(child);
-  return child;
-}
-
-async function waitFor(url, { status = 200, seconds = 120 } = {}) {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    try {
-      const answer = await fetch(url);
-      if (answer.status === status) return answer;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((ok) => setTimeout(ok, 100));
-  }
-  throw new Error(`${url} did not answer ${status} within ${seconds} s`);
-}
+const processes = new Processes();
 
 async function api(path, init) {
   const answer = await fetch(`${server}${path}`, init);
@@ -72,17 +24,6 @@ async function api(path, init) {
   return answer.json();
 }
 
-async function until(what, check, seconds = 30) {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 100));
-  }
-}
-
-let stopping = false;
 let step = 0;
 let page;
 async function shot(name) {
@@ -102,29 +43,14 @@ let failed = false;
 try {
   rmSync(shots, { recursive: true, force: true });
   mkdirSync(shots, { recursive: true });
-  mkdirSync(join(scratch, "home"), { recursive: true });
-  start("scripted LLM", python, ["-m", "trio_openhands.testing.fake_llm", "--port", `${llmPort}`]);
-  start("trio-openhands", python, [
-    "-m", "trio_openhands.cli",
-    "--port", `${serverPort}`,
-    "--conversations-dir", join(scratch, "conversations"),
-    "--workspace-dir", join(scratch, "project"),
-    "--log-level", "WARNING",
-  ]);
-  start("agent-canvas", process.execPath, [
+  await processes.startServers(serverPort, llmPort);
+  processes.start("agent-canvas", process.execPath, [
     join(here, "node_modules/@openhands/agent-canvas/bin/agent-canvas.mjs"),
     "--frontend-only", "--port", `${canvasPort}`,
   ], { OH_CANVAS_SAFE_VITE_PORT: `${staticPort}` });
-  await waitFor(`${llm}/_requests`);
-  await waitFor(`${server}/ready`);
   await waitFor(`http://localhost:${canvasPort}/`);
 
-  const put = (name, replies) =>
-    fetch(`${llm}/_scripts/${name}`, {
-      method: "PUT",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(replies),
-    });
+  const put = (name, replies) => script(llm, name, replies);
   await put("hello", [{ text: "Hello from the scripted LLM!" }]);
   await put("held", [{ text: "this answer comes too late", delay: 60 }]);
 
@@ -243,36 +169,7 @@ try {
   console.error(`web UI test failed at step ${step + 1}: ${error.stack ?? error}`);
   if (page) await page.screenshot({ path: join(shots, "failure.png") }).catch(() => {});
 } finally {
-  stopping = true;
   if (browser) await browser.close().catch(() => {});
-  // SIGTERM to each group, then wait (10 s at most) for each to exit: agent-canvas stops
-  // the static server it started in a group of its own only once it gets to run.
-  await Promise.all(
-    children.map(
-      (child) =>
-        new Promise((ok) => {
-          if (child.exitCode !== null || child.signalCode !== null) return ok();
-          const timer = setTimeout(() => {
-            try {
-              process.kill(-child.pid, "SIGKILL");
-            } catch {
-              // already gone
-            }
-            ok();
-          }, 10_000);
-          child.once("exit", () => {
-            clearTimeout(timer);
-            ok();
-          });
-          try {
-            process.kill(-child.pid, "SIGTERM");
-          } catch {
-            clearTimeout(timer);
-            ok();
-          }
-        }),
-    ),
-  );
-  rmSync(scratch, { recursive: true, force: true });
+  await processes.stopAll();
 }
 process.exit(failed ? 1 : 0);

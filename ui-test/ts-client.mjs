@@ -1,0 +1,202 @@
+// make test-ts-client: the official TypeScript client (@openhands/typescript-client, the one
+// the web UI is built on) driven from Node against trio-openhands and the scripted LLM, as a
+// program using it would: the workspace (a command, a file up and down, git changes), a
+// conversation (start, run with the live socket, the final response, stats, a title, a
+// question to the agent, a profile switch, a fork, the trajectory, a pause), the manager's
+// search, count and delete. Each step checks what the client returns and what the server
+// holds. Everything runs on loopback.
+//
+//   PYTHON=.venv/bin/python node ui-test/ts-client.mjs   (the Makefile sets PYTHON)
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+import { Processes, freePort, script, until } from "./harness.mjs";
+
+// The client loads the `ws` package with `require()` when it finds no browser WebSocket;
+// an ES module has none of its own, so it is given one, as a CommonJS program would have.
+globalThis.require = createRequire(import.meta.url);
+const { Agent, ConversationManager, RemoteConversation, RemoteWorkspace } = await import(
+  "@openhands/typescript-client"
+);
+
+const processes = new Processes();
+const [serverPort, llmPort] = await Promise.all([freePort(), freePort()]);
+const server = `http://localhost:${serverPort}`;
+const llm = `http://127.0.0.1:${llmPort}`;
+const project = join(processes.scratch, "project");
+let checks = 0;
+
+async function step(name, body) {
+  await body();
+  checks += 1;
+  console.log(`step ${checks}: ${name}`);
+}
+
+async function api(method, path, body) {
+  const answer = await fetch(`${server}${path}`, {
+    method,
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!answer.ok) throw new Error(`${method} ${path}: ${answer.status} ${await answer.text()}`);
+  return answer.json();
+}
+
+async function llmCalls() {
+  return (await fetch(`${llm}/_requests`)).json();
+}
+
+const status = async (id) => (await api("GET", `/api/conversations/${id}`)).execution_status;
+
+let failed = false;
+let conversation;
+try {
+  mkdirSync(project, { recursive: true });
+  await processes.startServers(serverPort, llmPort);
+  const workspace = new RemoteWorkspace({ host: server, workingDir: project });
+
+  await step("a command runs in the workspace", async () => {
+    const result = await workspace.executeCommand("git init -q && echo hello-ts && pwd");
+    assert.equal(result.exit_code, 0, result.stderr);
+    assert.deepEqual(result.stdout.trim().split("\n"), ["hello-ts", project]);
+    assert.equal(result.timeout_occurred, false);
+  });
+
+  await step("a file goes up and comes back down", async () => {
+    const uploaded = await workspace.uploadText("notes from the TS client\n", `${project}/notes.txt`);
+    assert.equal(uploaded.success, true, JSON.stringify(uploaded));
+    assert.equal(await workspace.downloadAsText(`${project}/notes.txt`), "notes from the TS client\n");
+  });
+
+  await step("git sees the new file", async () => {
+    const changes = await workspace.gitChanges(project);
+    assert.deepEqual(
+      changes.map((change) => [change.status, change.path.split("/").pop()]),
+      [["ADDED", "notes.txt"]],
+    );
+  });
+
+  const agent = new Agent({
+    llm: { model: "openai/fake", base_url: `${llm}/v1`, api_key: "fake-key", num_retries: 0 },
+    tools: [{ name: "terminal" }],
+  });
+  const events = [];
+  conversation = new RemoteConversation(agent, workspace, { callback: (event) => events.push(event) });
+
+  await step("a conversation starts, runs its tool and finishes, live on its socket", async () => {
+    await script(llm, "ts-run", [
+      { tool_calls: [{ name: "terminal", arguments: { command: "echo from-the-agent" } }] },
+      { tool_calls: [{ name: "finish", arguments: { message: "done from TS" } }] },
+    ]);
+    await conversation.start();
+    await conversation.startWebSocketClient();
+    await until("the socket's first frame (the full state)", () =>
+      events.some((e) => e.kind === "ConversationStateUpdateEvent" && e.key === "full_state"));
+    await conversation.sendMessage("Run it [[fake:ts-run]]");
+    await conversation.run();
+    await until("the run's end on the socket", () =>
+      events.some((e) => e.kind === "ConversationStateUpdateEvent" && e.key === "execution_status"
+        && e.value === "finished"),
+    );
+    const observation = events.find((e) => e.kind === "ObservationEvent");
+    assert.ok(JSON.stringify(observation.observation).includes("from-the-agent"));
+    assert.equal(await status(conversation.id), "finished");
+  });
+
+  await step("the final response and the stats", async () => {
+    assert.equal(await conversation.getAgentFinalResponse(), "done from TS");
+    const stats = await conversation.conversationStats();
+    assert.ok(Object.keys(stats.usage_to_metrics ?? {}).length > 0, JSON.stringify(stats));
+  });
+
+  await step("the events list reads the same events as the socket delivered", async () => {
+    // The socket delivers what happens once it is open (the client asks for no replay):
+    // the list's last events, in the same order, from before the user's message on.
+    const persisted = (await conversation.state.events.getEvents())
+      .filter((e) => e.kind !== "ConversationStateUpdateEvent");
+    const delivered = events.filter((e) => e.kind !== "ConversationStateUpdateEvent");
+    assert.deepEqual(
+      delivered.map((e) => e.id),
+      persisted.slice(-delivered.length).map((e) => e.id),
+    );
+    assert.ok(delivered.some((e) => e.kind === "MessageEvent" && e.source === "user"));
+    assert.ok(delivered.length >= 5, `${delivered.length} events`);
+    assert.equal(await conversation.state.getExecutionStatus(), "finished");
+  });
+
+  await step("a title", async () => {
+    await conversation.setTitle("From the TypeScript client");
+    assert.equal((await api("GET", `/api/conversations/${conversation.id}`)).title,
+      "From the TypeScript client");
+  });
+
+  await step("a question to the agent, outside its history", async () => {
+    await script(llm, "ts-ask", [{ text: "It echoed from-the-agent." }]);
+    const before = await conversation.state.events.count();
+    assert.equal(await conversation.askAgent("What did you echo? [[fake:ts-ask]]"),
+      "It echoed from-the-agent.");
+    assert.equal(await conversation.state.events.count(), before);
+  });
+
+  await step("a switch to a saved LLM profile: the next step asks its model", async () => {
+    const coder = { model: "openai/fake-coder", base_url: `${llm}/v1`, api_key: "fake-key" };
+    await api("POST", "/api/profiles/coder", { llm: coder });
+    await conversation.switchProfile("coder");
+    await script(llm, "ts-switched", [{ text: "the coder speaks" }]);
+    await conversation.sendMessage("And now? [[fake:ts-switched]]");
+    await conversation.run();
+    await until("the switched run", async () => (await status(conversation.id)) === "finished"
+      && (await conversation.getAgentFinalResponse()) === "the coder speaks");
+    const call = (await llmCalls()).find((c) => c.script === "ts-switched");
+    assert.equal(call.model, "fake-coder");
+  });
+
+  await step("a fork, with the events so far and its own id", async () => {
+    const fork = await conversation.fork({ title: "the fork" });
+    assert.notEqual(fork.id, conversation.id);
+    const history = async (c) => (await c.state.events.getEvents())
+      .filter((e) => e.kind !== "ConversationStateUpdateEvent").map((e) => e.id);
+    assert.deepEqual(await history(fork), await history(conversation));
+    assert.equal((await api("GET", `/api/conversations/${fork.id}`)).title, "the fork");
+  });
+
+  await step("the trajectory downloads as a zip", async () => {
+    const trajectory = await conversation.downloadTrajectory();
+    const bytes = new Uint8Array(await trajectory.arrayBuffer());
+    assert.deepEqual([...bytes.slice(0, 2)], [0x50, 0x4b]); // "PK"
+  });
+
+  await step("a pause does not wait for the LLM call in flight", async () => {
+    await script(llm, "ts-held", [{ text: "too late", delay: 60 }]);
+    await conversation.sendMessage("Take your time [[fake:ts-held]]");
+    await conversation.run();
+    await until("the held call", async () =>
+      (await llmCalls()).some((c) => c.script === "ts-held"));
+    await conversation.pause();
+    await until("paused", async () => (await status(conversation.id)) === "paused", 10);
+  });
+
+  await step("the manager searches, counts and deletes", async () => {
+    const manager = new ConversationManager({ host: server });
+    const found = await manager.searchConversations();
+    const ids = found.items.map((item) => item.id).sort();
+    assert.equal(ids.length, 2);
+    assert.ok(ids.includes(conversation.id));
+    assert.equal(await manager.countConversations(), 2);
+    await conversation.close();
+    await manager.deleteConversation(conversation.id);
+    assert.equal(await manager.countConversations(), 1);
+    manager.close();
+  });
+  console.log(`TypeScript client test passed: ${checks} steps`);
+} catch (error) {
+  failed = true;
+  console.error(`TypeScript client test failed at step ${checks + 1}: ${error.stack ?? error}`);
+} finally {
+  await conversation?.close().catch(() => {});
+  await processes.stopAll();
+}
+process.exit(failed ? 1 : 0);
