@@ -3,8 +3,10 @@
 // program using it would: the workspace (a command, a file up and down, git changes), a
 // conversation (start, run with the live socket, the final response, stats, a title, a
 // question to the agent, a profile switch, a fork, the trajectory, a pause), the manager's
-// search, count and delete. Each step checks what the client returns and what the server
-// holds. Everything runs on loopback.
+// search, count and delete; then the `AgentServerClient` a UI uses for what the server
+// holds (server info, settings and secrets, LLM, agent and meta-profiles, skills,
+// sub-agents, hooks, the LLM catalog, tools, files, the bash log, workspaces). Each step
+// checks what the client returns and what the server holds. Everything runs on loopback.
 //
 //   PYTHON=.venv/bin/python node ui-test/ts-client.mjs   (the Makefile sets PYTHON)
 
@@ -21,6 +23,7 @@ globalThis.require = createRequire(import.meta.url);
 const { Agent, ConversationManager, RemoteConversation, RemoteWorkspace } = await import(
   "@openhands/typescript-client"
 );
+const { AgentServerClient } = await import("@openhands/typescript-client/clients");
 
 const processes = new Processes();
 const [serverPort, llmPort] = await Promise.all([freePort(), freePort()]);
@@ -191,6 +194,108 @@ try {
     assert.equal(await manager.countConversations(), 1);
     manager.close();
   });
+
+  const client = new AgentServerClient({ host: server });
+
+  await step("server info, alive and ready", async () => {
+    const info = await client.server.getServerInfo();
+    assert.match(info.version, /^\d+\.\d+\.\d+/);
+    assert.equal((await client.server.getReady()).status, "ready");
+  });
+
+  await step("settings: a patch read back, a secret stored, listed and read", async () => {
+    await client.settings.updateSettings({
+      agent_settings_diff: { llm: { model: "openai/fake", base_url: `${llm}/v1` } },
+    });
+    const settings = await client.settings.getSettings();
+    assert.equal(settings.agent_settings.llm.base_url, `${llm}/v1`);
+    await client.settings.upsertSecret({ name: "TS_TOKEN", value: "t0ken", description: "ts" });
+    const listed = await client.settings.listSecrets();
+    assert.deepEqual(listed.secrets.map((s) => [s.name, s.description]), [["TS_TOKEN", "ts"]]);
+    assert.equal(await client.settings.getSecret("TS_TOKEN"), "t0ken"); // the bare value
+    await client.settings.deleteSecret("TS_TOKEN");
+    assert.deepEqual((await client.settings.listSecrets()).secrets, []);
+  });
+
+  await step("LLM profiles: saved, listed, activated, renamed, deleted", async () => {
+    const fast = { model: "openai/fake-fast", base_url: `${llm}/v1`, api_key: "fake-key" };
+    await client.profiles.saveProfile("fast", { llm: fast });
+    const listed = await client.profiles.listProfiles();
+    assert.deepEqual(listed.profiles.map((p) => p.name).sort(), ["coder", "fast"]);
+    await client.profiles.activateProfile("fast");
+    assert.equal((await client.settings.getSettings()).agent_settings.llm.model, "openai/fake-fast");
+    await client.profiles.renameProfile("fast", "quick");
+    assert.equal((await client.profiles.getProfile("quick")).config.model, "openai/fake-fast");
+    await client.profiles.deleteProfile("quick");
+    assert.deepEqual((await client.profiles.listProfiles()).profiles.map((p) => p.name), ["coder"]);
+  });
+
+  await step("agent profiles: saved over an LLM profile, materialized, activated", async () => {
+    await client.agentProfiles.saveAgentProfile("helper", {
+      agent_kind: "openhands", llm_profile_ref: "coder",
+    });
+    const helper = (await client.agentProfiles.getAgentProfile("helper")).profile;
+    const report = await client.agentProfiles.materializeAgentProfile("helper");
+    assert.equal(report.valid, true, JSON.stringify(report.errors));
+    assert.equal(report.resolved_settings.llm.model, "openai/fake-coder");
+    await client.agentProfiles.activateAgentProfile(helper.id);
+    const listed = await client.agentProfiles.listAgentProfiles();
+    assert.equal(listed.active_agent_profile_id, helper.id);
+  });
+
+  await step("meta-profiles: saved and activated into the settings", async () => {
+    await client.metaProfiles.saveMetaProfile("router", {
+      classifier_model: "coder", classes: [{ description: "coding", model: "coder" }],
+    });
+    assert.deepEqual((await client.metaProfiles.listMetaProfiles()).meta_profiles.map((p) => p.name),
+      ["router"]);
+    await client.metaProfiles.activateMetaProfile("router");
+    assert.equal((await client.settings.getSettings()).active_meta_profile, "router");
+  });
+
+  await step("skills, sub-agents and hooks of the project", async () => {
+    mkdirSync(join(project, ".openhands", "skills"), { recursive: true });
+    await workspace.uploadText("---\nname: ts-skill\ndescription: from the test\n---\nUse it.\n",
+      `${project}/.openhands/skills/ts-skill.md`);
+    const skills = await client.skills.getSkills({ project_dir: project, load_public: false });
+    assert.ok(skills.skills.some((skill) => skill.name === "ts-skill"), JSON.stringify(skills));
+    const agents = await client.subAgents.getSubAgents({ project_dir: project });
+    assert.ok(agents.agents.length > 0);
+    const hooks = await client.hooks.loadHooks({ project_dir: project });
+    assert.equal(hooks.hook_config, null);
+  });
+
+  await step("the LLM catalog and the tools", async () => {
+    assert.ok((await client.llm.getProviders()).includes("openai"));
+    assert.ok((await client.llm.getModels("openai")).length > 0);
+    assert.ok((await client.tools.listTools()).includes("terminal"));
+  });
+
+  await step("files: the home folder, subfolders, a file up and down", async () => {
+    await client.files.uploadTextFile("through the file client\n", `${project}/sub/f.txt`);
+    assert.equal(await client.files.downloadTextFile(`${project}/sub/f.txt`),
+      "through the file client\n");
+    const subdirs = await client.files.searchSubdirectories(project);
+    assert.ok(subdirs.items.some((item) => item.name === "sub"), JSON.stringify(subdirs));
+    assert.ok((await client.files.getHome()).home);
+  });
+
+  await step("the bash log: a command started, then found among the events", async () => {
+    const command = await client.bash.startCommand(`echo logged-by-ts`, project);
+    await until("the command's output in the log", async () => {
+      const page = await client.bash.searchEvents({ command_id__eq: command.id });
+      return page.items.some((e) => e.kind === "BashOutput" && (e.stdout ?? "").includes("logged-by-ts"));
+    });
+  });
+
+  await step("workspaces: added, listed, deleted", async () => {
+    await client.workspaces.addWorkspaces([{ id: "ts-project", path: project, name: "project" }]);
+    const listed = await client.workspaces.listWorkspaces();
+    assert.ok(listed.workspaces.some((w) => w.path === project), JSON.stringify(listed));
+    await client.workspaces.deleteWorkspace(project);
+    assert.ok(!(await client.workspaces.listWorkspaces()).workspaces.some((w) => w.path === project));
+  });
+  client.close();
   console.log(`TypeScript client test passed: ${checks} steps`);
 } catch (error) {
   failed = true;
