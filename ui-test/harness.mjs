@@ -82,13 +82,20 @@ export class Processes {
     this.start("scripted LLM", python, [
       "-m", "trio_openhands.testing.fake_llm", "--port", `${llmPort}`,
     ]);
-    this.start("trio-openhands", python, [
-      "-m", "trio_openhands.cli",
-      "--port", `${serverPort}`,
-      "--conversations-dir", join(this.scratch, "conversations"),
-      "--workspace-dir", join(this.scratch, "project"),
-      "--log-level", "WARNING",
-    ]);
+    if (process.env.REFERENCE_PYTHON) {
+      // The same run against the reference server, to compare (see Development.md).
+      this.start("openhands-agent-server", process.env.REFERENCE_PYTHON, [
+        "-m", "openhands.agent_server", "--host", "127.0.0.1", "--port", `${serverPort}`,
+      ], { OH_SECRET_KEY: "ui-test", LOG_LEVEL: "WARNING" });
+    } else {
+      this.start("trio-openhands", python, [
+        "-m", "trio_openhands.cli",
+        "--port", `${serverPort}`,
+        "--conversations-dir", join(this.scratch, "conversations"),
+        "--workspace-dir", join(this.scratch, "project"),
+        "--log-level", "WARNING",
+      ]);
+    }
     await waitFor(`http://127.0.0.1:${llmPort}/_requests`);
     await waitFor(`http://localhost:${serverPort}/ready`);
   }

@@ -62,7 +62,7 @@ try {
   const workspace = new RemoteWorkspace({ host: server, workingDir: project });
 
   await step("a command runs in the workspace", async () => {
-    const result = await workspace.executeCommand("git init -q && echo hello-ts && pwd");
+    const result = await workspace.executeCommand("git init -q && echo hello-ts && pwd", project);
     assert.equal(result.exit_code, 0, result.stderr);
     assert.deepEqual(result.stdout.trim().split("\n"), ["hello-ts", project]);
     assert.equal(result.timeout_occurred, false);
