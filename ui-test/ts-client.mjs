@@ -2,8 +2,9 @@
 // the web UI is built on) driven from Node against trio-openhands and the scripted LLM, as a
 // program using it would: the workspace (a command, a file up and down, git changes), a
 // conversation (start, run with the live socket, the final response, stats, a title, a
-// question to the agent, a profile switch, a fork, the trajectory, a pause), the manager's
-// search, count and delete; then the `AgentServerClient` a UI uses for what the server
+// question to the agent, a profile switch, a fork, the trajectory, a confirmation, secrets,
+// navigateTo, a pause), the manager's search, count and delete; then the
+// `AgentServerClient` a UI uses for what the server
 // holds (server info, settings and secrets, LLM, agent and meta-profiles, skills,
 // sub-agents, hooks, the LLM catalog, tools, files, the bash log, workspaces). Each step
 // checks what the client returns and what the server holds. Everything runs on loopback.
@@ -170,6 +171,50 @@ try {
     const trajectory = await conversation.downloadTrajectory();
     const bytes = new Uint8Array(await trajectory.arrayBuffer());
     assert.deepEqual([...bytes.slice(0, 2)], [0x50, 0x4b]); // "PK"
+  });
+
+  await step("confirmation: the agent waits for an approval, then runs the action", async () => {
+    await conversation.setConfirmationPolicy({ kind: "AlwaysConfirm" });
+    await script(llm, "ts-confirm", [
+      { tool_calls: [{ name: "terminal", arguments: { command: "echo approved-action" } }] },
+      { text: "ran it" },
+    ]);
+    await conversation.sendMessage("Ask first [[fake:ts-confirm]]");
+    await conversation.run();
+    await until("waiting for confirmation", async () =>
+      (await status(conversation.id)) === "waiting_for_confirmation");
+    await conversation.sendConfirmationResponse(true);
+    await until("the approved run's end", async () => (await status(conversation.id)) === "finished");
+    const observations = await conversation.state.events.search({ kind: "ObservationEvent" });
+    assert.ok(JSON.stringify(observations.items.at(-1)).includes("approved-action"));
+    // The client's cached state learns the change from the socket's state update, which
+    // may come just after the REST answer.
+    await conversation.setConfirmationPolicy({ kind: "NeverConfirm" });
+    await until("the policy change on the socket", async () =>
+      (await conversation.state.getConfirmationPolicy()).kind === "NeverConfirm");
+    assert.ok(events.some((e) => e.key === "confirmation_policy"
+      && e.value.kind === "NeverConfirm"));
+  });
+
+  await step("secrets given to the conversation reach the agent's commands", async () => {
+    await conversation.updateSecrets({ TS_SECRET: "s3cret-value" });
+    await script(llm, "ts-secret", [
+      { tool_calls: [{ name: "terminal", arguments: { command: "echo $TS_SECRET > seen.txt" } }] },
+      { text: "wrote it" },
+    ]);
+    await conversation.sendMessage("Use the secret [[fake:ts-secret]]");
+    await conversation.run();
+    await until("the secret run's end", async () =>
+      (await status(conversation.id)) === "finished"
+      && (await conversation.getAgentFinalResponse()) === "wrote it");
+    assert.equal(await workspace.downloadAsText(`${project}/seen.txt`), "s3cret-value\n");
+  });
+
+  await step("navigateTo moves the head to an earlier event", async () => {
+    const messages = await conversation.state.events.search({ kind: "MessageEvent", source: "user" });
+    const first = messages.items[0];
+    await conversation.navigateTo(first.id);
+    assert.equal((await conversation.state.modelDump()).leaf_event_id, first.id);
   });
 
   await step("a pause does not wait for the LLM call in flight", async () => {
