@@ -1,11 +1,12 @@
 """What a create request may carry beyond an `agent`, as the web UI sends it:
 `agent_settings` (built into an agent by the SDK), `secrets_encrypted`, `client_tools`,
-`parent_conversation_id`, `worktree`, `autotitle` (`hook_config`: tests/test_sdk_controls.py);
-and a 422 naming what we cannot do."""
+`parent_conversation_id`, `worktree`, `autotitle`, `plugins` (`hook_config`:
+tests/test_sdk_controls.py); and a 422 naming what we cannot do."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from trio_websocket import open_websocket_url
 
 from tests import stored
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings, wait_status
+from tests.test_plugins import write_plugin
 from trio_openhands.testing.fake_llm import FakeLLM, finish, http_error, text, tool_call
 
 if TYPE_CHECKING:
@@ -128,9 +130,6 @@ async def test_agent_settings_that_cannot_be_served_are_a_422_naming_them(
     hooks = {"stop": [{"hooks": [{"type": "command", "command": ""}]}]}  # a command is required
     refused = await create(server, ui_request(server, {"llm": llm}, hook_config=hooks), 422)
     assert refused["detail"][0]["loc"][:2] == ["body", "hook_config"], refused
-    plugins = [{"source": "github:x/y"}]
-    refused = await create(server, ui_request(server, {"llm": llm}, plugins=plugins), 422)
-    assert refused["detail"][0]["loc"] == ["body", "plugins"]
     assert (await server.client.get("/api/conversations/count")).json() == 0
 
 
@@ -158,6 +157,68 @@ async def test_hooks_outlive_a_restart(
         )
         ran = [(e["hook_event_type"], e["success"]) for e in search.json()["items"]]
         assert ran == [("Stop", True)]
+    finally:
+        await second.aclose()
+
+
+async def test_plugins_load_at_the_first_message_and_after_a_restart(
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """`plugins` (the SDK's `PluginSource`s): kept in the record, given to the SDK at every
+    open, which loads them (skills, hooks) at the first message or run."""
+    root = write_plugin(tmp_path / "plugins", "helper", "A helper plugin")
+    hooks = {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "true"}]}]}}
+    (root / "hooks").mkdir()
+    (root / "hooks" / "hooks.json").write_text(json.dumps(hooks))
+    settings = test_settings(tmp_path)
+    first = await start_server(nursery, settings)
+    llm = {"llm": llm_settings(fake_llm)}
+    for bad, loc in (
+        ({"source": str(root), "repo_path": "/absolute"}, ["body", "plugins", 0, "repo_path"]),
+        ({"source": str(tmp_path / "nowhere")}, ["body", "plugins", 0, "source"]),  # fetched
+    ):
+        refused = await create(first, ui_request(first, llm, plugins=[bad]), 422)
+        assert refused["detail"][0]["loc"] == loc
+
+    tag = fake_llm.script("plugged", [text("with the plugin")])
+    body = ui_request(
+        first,
+        {"llm": llm_settings(fake_llm)},
+        plugins=[{"source": str(root)}],
+        initial_message=message(f"go {tag}"),
+        autotitle=False,
+    )
+    info = await create(first, body)
+    assert info["plugins"] == [{"source": str(root), "ref": None, "repo_path": None}]
+    await wait_status(first, info["id"], "finished")
+    assert "helper-skill" in str(fake_llm.requests[0].messages[0])  # the plugin's skill
+    await first.aclose()
+
+    second = await start_server(nursery, settings)
+    try:
+        shown = (await second.client.get(f"/api/conversations/{info['id']}")).json()
+        assert shown["plugins"] == info["plugins"]
+        tag = fake_llm.script("plugged-again", [text("still with it")])
+        sent = await second.client.post(
+            f"/api/conversations/{info['id']}/events", json=message(f"again {tag}")
+        )
+        assert sent.status_code == 200, sent.text
+        await wait_status(second, info["id"], "finished")
+        search = await second.client.get(
+            f"/api/conversations/{info['id']}/events/search", params={"kind": "HookExecutionEvent"}
+        )
+        ran = [(e["hook_event_type"], e["success"]) for e in search.json()["items"]]
+        assert ran == [("Stop", True), ("Stop", True)]  # the plugin's hook, before and after
+
+        # A plugin gone since the create: a new conversation's first message is a 409.
+        gone = write_plugin(tmp_path / "plugins", "gone")
+        later = await create(second, ui_request(second, llm, plugins=[{"source": str(gone)}]))
+        shutil.rmtree(gone)
+        sent = await second.client.post(
+            f"/api/conversations/{later['id']}/events", json=message("hello")
+        )
+        assert sent.status_code == 409, sent.text
+        assert "plugins could not be loaded" in sent.json()["detail"]
     finally:
         await second.aclose()
 

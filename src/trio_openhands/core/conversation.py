@@ -31,7 +31,7 @@ import trio
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.conversation_record import utc_now
 from trio_openhands.core.durable_calls import DurableSdkCalls
-from trio_openhands.core.errors import NotFound
+from trio_openhands.core.errors import Conflict, NotFound
 from trio_openhands.core.event_log import EventLog
 from trio_openhands.core.llm_telemetry import LlmTelemetry
 from trio_openhands.core.message_batches import MessageBatches
@@ -348,7 +348,13 @@ class Conversation(DurableSdkCalls):
             await self._call_durably(
                 self.sdk.reject_pending_actions, "Superseded by a new user message"
             )
-        await self.messages.send(message)
+        try:
+            await self.messages.send(message)
+        except Exception as error:
+            if not sdk_bridge.is_plugin_failure(error):
+                raise
+            log.warning("conversation %s: its plugins could not be loaded: %s", self.id, error)
+            raise Conflict(f"The conversation's plugins could not be loaded: {error}") from None
         await self.flush_events()
         if run:
             self.request_run()

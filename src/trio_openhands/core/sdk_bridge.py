@@ -96,6 +96,7 @@ def blocking_open_conversation(
     keep_state_update: Callable[[Event], bool],
     confirmation_mode: bool | None,
     hook_config: dict[str, Any] | None = None,
+    plugins: list[dict[str, Any]] | None = None,
     file_store: FileStore | None = None,
     on_token: Callable[[Any], None] | None = None,
     profile_store_dir: Path | None = None,
@@ -107,6 +108,7 @@ def blocking_open_conversation(
     the other events, then handed to `on_event`, so a client that re-reads the log sees
     what a live subscriber saw. `hook_config` (checked at create) is given at every open,
     as the SDK does not restore it from disk: its hooks run on the first message or run.
+    `plugins` (the SDK's `PluginSource` dumps) too: the SDK fetches and loads them then.
     `file_store` (the conversation's folder, e.g. a `GroupCommitFileStore`) replaces the
     SDK's own `LocalFileStore` of the same folder. `on_token` gets the tokens of an LLM
     with `stream: true` (without a token callback the SDK does not stream).
@@ -114,6 +116,7 @@ def blocking_open_conversation(
     directory otherwise)."""
     from openhands.sdk import LocalConversation
     from openhands.sdk.hooks import HookConfig
+    from openhands.sdk.plugin import PluginSource
     from openhands.sdk.security.confirmation_policy import AlwaysConfirm
 
     conversation = LocalConversation(
@@ -129,6 +132,7 @@ def blocking_open_conversation(
         cipher=cipher,
         delete_on_close=False,
         hook_config=HookConfig.model_validate(hook_config) if hook_config else None,
+        plugins=[PluginSource.model_validate(plugin) for plugin in plugins] if plugins else None,
         profile_store_dir=profile_store_dir,
     )
     conversation.state.set_on_state_change(
@@ -137,6 +141,14 @@ def blocking_open_conversation(
     if confirmation_mode:
         conversation.set_confirmation_policy(AlwaysConfirm())
     return conversation
+
+
+def is_plugin_failure(error: BaseException) -> bool:
+    """Whether the SDK could not fetch or load a conversation's plugins (it does that at
+    the first message or run)."""
+    from openhands.sdk.plugin import PluginFetchError
+
+    return isinstance(error, PluginFetchError)
 
 
 def blocking_fork(

@@ -294,6 +294,7 @@ class Supervisor:
                 keep_state_update=conversation.keep_state_update,
                 confirmation_mode=confirmation_mode,
                 hook_config=record.request.get("hook_config"),
+                plugins=record.request.get("plugins"),
                 file_store=opened.sdk_file_store,
                 profile_store_dir=llm_profiles_dir(self.settings.conversations_dir),
             )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from openhands.sdk import Agent
+    from openhands.sdk.plugin import PluginSource
     from openhands.sdk.secret import SecretValue
     from openhands.sdk.security.analyzer import SecurityAnalyzerBase
     from openhands.sdk.security.confirmation_policy import ConfirmationPolicyBase
@@ -213,6 +214,32 @@ def build_hook_config(data: dict[str, Any] | None, loc: Loc) -> dict[str, Any] |
     except (ValidationError, ValueError, TypeError) as error:
         raise _validation_errors(error, loc) from None
     return None if config.is_empty() else config.model_dump(mode="json", by_alias=True)
+
+
+def build_plugins(data: list[dict[str, Any]] | None, loc: Loc) -> list[PluginSource] | None:
+    """Blocking: the SDK's `PluginSource`s, each fetched once here (into the SDK's plugin
+    cache) so that a source that cannot be had is a 422 naming it now, not a failure at the
+    first message. A source with `${VAR}` placeholders, which the SDK fills from the
+    conversation's secrets when it loads it, is only checked for shape."""
+    from openhands.sdk.plugin import PluginFetchError, PluginSource, fetch_plugin_with_resolution
+
+    if not data:
+        return None
+    plugins: list[PluginSource] = []
+    for index, item in enumerate(data):
+        try:
+            plugin = PluginSource.model_validate(item)
+        except (ValidationError, ValueError, TypeError) as error:
+            raise _validation_errors(error, (*loc, index)) from None
+        if "${" not in plugin.source and "${" not in (plugin.ref or ""):
+            try:
+                fetch_plugin_with_resolution(
+                    source=plugin.source, ref=plugin.ref, repo_path=plugin.repo_path
+                )
+            except PluginFetchError as error:
+                raise ValidationFailed.single((*loc, index, "source"), str(error)) from None
+        plugins.append(plugin)
+    return plugins
 
 
 def build_security_analyzer(data: dict[str, Any] | None, loc: Loc) -> SecurityAnalyzerBase | None:

@@ -84,11 +84,7 @@ def _stored_request(
 
 
 def _check_sources(request: ApiStartConversationRequest) -> None:
-    """Exactly one agent source, as the SDK's request says; `plugins` are not served."""
-    if request.plugins:
-        raise ValidationFailed.single(
-            ("body", "plugins"), "`plugins` is not supported by this server", "not_supported"
-        )
+    """Exactly one agent source, as the SDK's request says."""
     if request.agent_profile_id is not None:
         others = [name for name in ("agent", "agent_settings") if getattr(request, name)]
         if others:
@@ -278,6 +274,9 @@ async def start_conversation() -> Response:
         api_bridge.build_secrets(request.secrets, ("body", "secrets"), secrets_cipher),
     )
     hook_config = api_bridge.build_hook_config(request.hook_config, ("body", "hook_config"))
+    plugins = await trio.to_thread.run_sync(
+        api_bridge.build_plugins, request.plugins, ("body", "plugins")
+    )
     title_llm = await _title_llm(request)
     conversation_id = request.conversation_id or uuid.uuid4()
     repo = await _make_worktree(request, conversation_id.hex)
@@ -288,6 +287,8 @@ async def start_conversation() -> Response:
     )
     stored = _stored_request(request, agent, policy, analyzer, hook_config)
     stored["launched_agent_profile"] = launched_profile
+    # As the SDK dumps them: inline URL credentials masked (a `${VAR}` of the secrets stays).
+    stored["plugins"] = [plugin.model_dump(mode="json") for plugin in plugins or []] or None
     if repo is not None:
         stored["worktree"] = {"repository": str(repo), "top": _worktree_top(request, repo)}
     try:

@@ -65,7 +65,7 @@ def conversation_info(
         stuck_detection=request.get("stuck_detection", True),
         client_tools=request.get("client_tools", []),
         tool_module_qualnames=request.get("tool_module_qualnames", {}),
-        plugins=None,
+        plugins=request.get("plugins"),
         parent_conversation_id=request.get("parent_conversation_id"),
         sub_conversation_ids=[],
         forked_from_conversation_id=request.get("forked_from_conversation_id"),
