@@ -43,6 +43,18 @@ class DurableSdkCalls:
         await self.flush_events()
         return result
 
+    async def set_confirmation_policy(self, policy: Any) -> None:
+        assert self.sdk is not None
+        await self._call_durably(self.sdk.set_confirmation_policy, policy)
+
+    async def set_security_analyzer(self, analyzer: Any) -> None:
+        assert self.sdk is not None
+        await self._call_durably(self.sdk.set_security_analyzer, analyzer)
+
+    async def update_secrets(self, secrets: dict[str, Any]) -> None:
+        assert self.sdk is not None
+        await self._call_durably(self.sdk.update_secrets, secrets)
+
     async def flush_events(self) -> None:
         """Return once every event logged so far is stored (the shared store's table). The
         events an SDK call emitted are in the log once the call has returned to Trio: the
