@@ -219,6 +219,17 @@ async def test_plugins_load_at_the_first_message_and_after_a_restart(
         )
         assert sent.status_code == 409, sent.text
         assert "plugins could not be loaded" in sent.json()["detail"]
+        # A run that fails on it before the SDK's own run loop says why, as the reference.
+        ran = await second.client.post(f"/api/conversations/{later['id']}/run")
+        assert ran.status_code == 200, ran.text
+        await wait_status(second, later["id"], "error")
+        errors = await second.client.get(
+            f"/api/conversations/{later['id']}/events/search",
+            params={"kind": "ConversationErrorEvent"},
+        )
+        [error] = errors.json()["items"]
+        assert (error["code"], error["source"]) == ("PluginFetchError", "environment")
+        assert str(gone) in error["detail"]
     finally:
         await second.aclose()
 

@@ -227,8 +227,8 @@ class Conversation(DurableSdkCalls):
                         log.info("conversation %s: run started", self.id)
                         try:
                             await self._host.run(sdk.arun, before_cancel=self._pause_on_loop)
-                        except Exception as error:  # the SDK logged an error event already
-                            log.warning("conversation %s: run failed: %s", self.id, error)
+                        except Exception as error:
+                            await self._report_run_failure(sdk, error)
                             break
                         log.info(
                             "conversation %s: run ended %s", self.id, sdk_bridge.status_of(sdk)
@@ -253,6 +253,19 @@ class Conversation(DurableSdkCalls):
                     listener()
                 await self._save(self)
             run_finished.set()
+
+    async def _report_run_failure(self, sdk: LocalConversation, error: Exception) -> None:
+        """The SDK reports what fails inside its run; what failed before it could (its
+        plugins, its agent's start) becomes an error event and the `error` status here."""
+        try:
+            reported = await self._call_durably(sdk_bridge.blocking_report_run_failure, sdk, error)
+        except Exception:
+            log.exception("conversation %s: could not report its failed run", self.id)
+            return
+        if not reported or sdk_bridge.is_plugin_failure(error):
+            log.warning("conversation %s: run failed: %s", self.id, error)
+        else:
+            log.error("conversation %s: run failed", self.id, exc_info=error)
 
     async def _log_state_update(self, key: str, value: Any) -> None:
         try:
@@ -365,18 +378,6 @@ class Conversation(DurableSdkCalls):
             self.request_run()  # the SDK runs the pending actions as an implicit approval
         else:
             await self._call_durably(self.sdk.reject_pending_actions, reason)
-
-    async def set_confirmation_policy(self, policy: Any) -> None:
-        assert self.sdk is not None
-        await self._call_durably(self.sdk.set_confirmation_policy, policy)
-
-    async def set_security_analyzer(self, analyzer: Any) -> None:
-        assert self.sdk is not None
-        await self._call_durably(self.sdk.set_security_analyzer, analyzer)
-
-    async def update_secrets(self, secrets: dict[str, Any]) -> None:
-        assert self.sdk is not None
-        await self._call_durably(self.sdk.update_secrets, secrets)
 
     # -- end of life --------------------------------------------------------------------
 

@@ -151,6 +151,26 @@ def is_plugin_failure(error: BaseException) -> bool:
     return isinstance(error, PluginFetchError)
 
 
+def blocking_report_run_failure(conversation: LocalConversation, error: BaseException) -> bool:
+    """A run that raised before the SDK's own error handling (a plugin that would not
+    load, an agent that could not start) is reported as the reference reports it: a
+    `ConversationErrorEvent` with its detail, and the status `error`. False when the SDK
+    had reported it already (its `ConversationRunError`)."""
+    from openhands.sdk.conversation.exceptions import ConversationRunError
+    from openhands.sdk.conversation.state import ConversationExecutionStatus
+    from openhands.sdk.event.conversation_error import ConversationErrorEvent
+
+    if isinstance(error, ConversationRunError):
+        return False
+    event = ConversationErrorEvent(
+        source="environment", code=type(error).__name__, detail=str(error)
+    )
+    with conversation.state:
+        _emit(conversation, event)
+        conversation.state.execution_status = ConversationExecutionStatus.ERROR
+    return True
+
+
 def blocking_fork(
     source: LocalConversation,
     fork_id: uuid.UUID,
