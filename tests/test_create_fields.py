@@ -133,6 +133,23 @@ async def test_agent_settings_that_cannot_be_served_are_a_422_naming_them(
     assert (await server.client.get("/api/conversations/count")).json() == 0
 
 
+async def hooks_run_after_a_message(
+    server: LiveServer, fake_llm: FakeLLM, conversation_id: str, script: str
+) -> list[tuple[str, bool]]:
+    """A message answered by `script`; then every hook the conversation has run, in order."""
+    tag = fake_llm.script(script, [text("answered")])
+    sent = await server.client.post(
+        f"/api/conversations/{conversation_id}/events", json=message(f"go {tag}")
+    )
+    assert sent.status_code == 200, sent.text
+    await wait_status(server, conversation_id, "finished")
+    search = await server.client.get(
+        f"/api/conversations/{conversation_id}/events/search",
+        params={"kind": "HookExecutionEvent"},
+    )
+    return [(e["hook_event_type"], e["success"]) for e in search.json()["items"]]
+
+
 async def test_hooks_outlive_a_restart(
     nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
@@ -146,16 +163,7 @@ async def test_hooks_outlive_a_restart(
     await first.aclose()
     second = await start_server(nursery, settings)
     try:
-        tag = fake_llm.script("hooks-restart", [text("after the restart")])
-        sent = await second.client.post(
-            f"/api/conversations/{info['id']}/events", json=message(f"go {tag}")
-        )
-        assert sent.status_code == 200, sent.text
-        await wait_status(second, info["id"], "finished")
-        search = await second.client.get(
-            f"/api/conversations/{info['id']}/events/search", params={"kind": "HookExecutionEvent"}
-        )
-        ran = [(e["hook_event_type"], e["success"]) for e in search.json()["items"]]
+        ran = await hooks_run_after_a_message(second, fake_llm, info["id"], "hooks-restart")
         assert ran == [("Stop", True)]
     finally:
         await second.aclose()
@@ -198,16 +206,7 @@ async def test_plugins_load_at_the_first_message_and_after_a_restart(
     try:
         shown = (await second.client.get(f"/api/conversations/{info['id']}")).json()
         assert shown["plugins"] == info["plugins"]
-        tag = fake_llm.script("plugged-again", [text("still with it")])
-        sent = await second.client.post(
-            f"/api/conversations/{info['id']}/events", json=message(f"again {tag}")
-        )
-        assert sent.status_code == 200, sent.text
-        await wait_status(second, info["id"], "finished")
-        search = await second.client.get(
-            f"/api/conversations/{info['id']}/events/search", params={"kind": "HookExecutionEvent"}
-        )
-        ran = [(e["hook_event_type"], e["success"]) for e in search.json()["items"]]
+        ran = await hooks_run_after_a_message(second, fake_llm, info["id"], "plugged-again")
         assert ran == [("Stop", True), ("Stop", True)]  # the plugin's hook, before and after
 
         # A plugin gone since the create: a new conversation's first message is a 409.

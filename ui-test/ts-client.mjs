@@ -53,6 +53,19 @@ async function llmCalls() {
   return (await fetch(`${llm}/_requests`)).json();
 }
 
+/** A script's replies: one terminal call, then a text answer. */
+const terminalThen = (command, answer) => [
+  { tool_calls: [{ name: "terminal", arguments: { command } }] },
+  { text: answer },
+];
+
+/** `replies` scripted, then a message the script answers, and a run. */
+async function runScripted(name, replies, prompt) {
+  await script(llm, name, replies);
+  await conversation.sendMessage(`${prompt} [[fake:${name}]]`);
+  await conversation.run();
+}
+
 const status = async (id) => (await api("GET", `/api/conversations/${id}`)).execution_status;
 
 let failed = false;
@@ -91,16 +104,14 @@ try {
   conversation = new RemoteConversation(agent, workspace, { callback: (event) => events.push(event) });
 
   await step("a conversation starts, runs its tool and finishes, live on its socket", async () => {
-    await script(llm, "ts-run", [
-      { tool_calls: [{ name: "terminal", arguments: { command: "echo from-the-agent" } }] },
-      { tool_calls: [{ name: "finish", arguments: { message: "done from TS" } }] },
-    ]);
     await conversation.start();
     await conversation.startWebSocketClient();
     await until("the socket's first frame (the full state)", () =>
       events.some((e) => e.kind === "ConversationStateUpdateEvent" && e.key === "full_state"));
-    await conversation.sendMessage("Run it [[fake:ts-run]]");
-    await conversation.run();
+    await runScripted("ts-run", [
+      { tool_calls: [{ name: "terminal", arguments: { command: "echo from-the-agent" } }] },
+      { tool_calls: [{ name: "finish", arguments: { message: "done from TS" } }] },
+    ], "Run it");
     await until("the run's end on the socket", () =>
       events.some((e) => e.kind === "ConversationStateUpdateEvent" && e.key === "execution_status"
         && e.value === "finished"),
@@ -149,9 +160,7 @@ try {
     const coder = { model: "openai/fake-coder", base_url: `${llm}/v1`, api_key: "fake-key" };
     await api("POST", "/api/profiles/coder", { llm: coder });
     await conversation.switchProfile("coder");
-    await script(llm, "ts-switched", [{ text: "the coder speaks" }]);
-    await conversation.sendMessage("And now? [[fake:ts-switched]]");
-    await conversation.run();
+    await runScripted("ts-switched", [{ text: "the coder speaks" }], "And now?");
     await until("the switched run", async () => (await status(conversation.id)) === "finished"
       && (await conversation.getAgentFinalResponse()) === "the coder speaks");
     const call = (await llmCalls()).find((c) => c.script === "ts-switched");
@@ -175,12 +184,7 @@ try {
 
   await step("confirmation: the agent waits for an approval, then runs the action", async () => {
     await conversation.setConfirmationPolicy({ kind: "AlwaysConfirm" });
-    await script(llm, "ts-confirm", [
-      { tool_calls: [{ name: "terminal", arguments: { command: "echo approved-action" } }] },
-      { text: "ran it" },
-    ]);
-    await conversation.sendMessage("Ask first [[fake:ts-confirm]]");
-    await conversation.run();
+    await runScripted("ts-confirm", terminalThen("echo approved-action", "ran it"), "Ask first");
     await until("waiting for confirmation", async () =>
       (await status(conversation.id)) === "waiting_for_confirmation");
     await conversation.sendConfirmationResponse(true);
@@ -198,12 +202,7 @@ try {
 
   await step("secrets given to the conversation reach the agent's commands", async () => {
     await conversation.updateSecrets({ TS_SECRET: "s3cret-value" });
-    await script(llm, "ts-secret", [
-      { tool_calls: [{ name: "terminal", arguments: { command: "echo $TS_SECRET > seen.txt" } }] },
-      { text: "wrote it" },
-    ]);
-    await conversation.sendMessage("Use the secret [[fake:ts-secret]]");
-    await conversation.run();
+    await runScripted("ts-secret", terminalThen("echo $TS_SECRET > seen.txt", "wrote it"), "Use the secret");
     await until("the secret run's end", async () =>
       (await status(conversation.id)) === "finished"
       && (await conversation.getAgentFinalResponse()) === "wrote it");
@@ -218,9 +217,7 @@ try {
   });
 
   await step("a pause does not wait for the LLM call in flight", async () => {
-    await script(llm, "ts-held", [{ text: "too late", delay: 60 }]);
-    await conversation.sendMessage("Take your time [[fake:ts-held]]");
-    await conversation.run();
+    await runScripted("ts-held", [{ text: "too late", delay: 60 }], "Take your time");
     await until("the held call", async () =>
       (await llmCalls()).some((c) => c.script === "ts-held"));
     await conversation.pause();
