@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import LiveServer, llm_settings, start_server, test_settings
+from tests.test_sockets import RawSocket
 from trio_openhands.testing.fake_llm import FakeLLM, finish, text, tool_call
 
 if TYPE_CHECKING:
@@ -369,6 +370,36 @@ async def test_policy_secrets_analyzer_and_rejection(server: LiveServer, fake_ll
 
 
 # -- the socket ----------------------------------------------------------------------------
+
+
+async def test_a_control_answers_once_its_state_update_is_on_the_socket(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    """The SDK client reads what it just set from its socket's frames (`RemoteState`'s
+    cache), so the state update goes out before the answer, as the reference's does: the
+    socket's writer is woken when the event is logged and writes it without another pass of
+    the scheduler (web/frame_writer.py), while the answer still has the record to save."""
+    info = await create(server, fake_llm)
+    base = f"/api/conversations/{info['id']}"
+    socket = await RawSocket.open(server, f"/sockets/events/{info['id']}")
+    try:
+        assert is_full_state(await socket.next_frame() or {}, "idle")
+        for kind in ("AlwaysConfirm", "NeverConfirm", "AlwaysConfirm"):
+            answer = await server.client.post(
+                f"{base}/confirmation_policy", json={"policy": {"kind": kind}}
+            )
+            assert answer.is_success
+            assert socket.has_data()  # in this client's receive buffer before the answer
+            update = await socket.next_frame()
+            assert update is not None
+            assert update["kind"] == "ConversationStateUpdateEvent"
+            assert (update["key"], update["value"]["kind"]) == ("confirmation_policy", kind)
+        assert (await server.client.post(f"{base}/pause")).is_success
+        assert socket.has_data()
+        frames = await socket.frames_until(lambda f: f.get("key") == "execution_status")
+        assert frames[-1]["value"] == "paused"
+    finally:
+        await socket.aclose()
 
 
 async def test_socket_replays_without_duplicates_and_takes_messages(

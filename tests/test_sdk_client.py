@@ -268,6 +268,10 @@ def agent_texts(events: Sequence[Event]) -> list[str]:
     ]
 
 
+def is_policy_update(event: Event) -> bool:
+    return isinstance(event, ConversationStateUpdateEvent) and event.key == "confirmation_policy"
+
+
 async def rest_status(sdk: SdkSession, client: Client) -> str:
     response = await sdk.server.client.get(f"/api/conversations/{client.id}")
     assert response.status_code == 200, response.text
@@ -438,6 +442,10 @@ async def test_always_confirm_waits_then_approve_and_reject(sdk: SdkSession) -> 
     client = await sdk.open("terminal")
     conversation = client.conversation
     await call(conversation.set_confirmation_policy, AlwaysConfirm())
+    # The client's cache takes the update on its socket thread, right after this callback:
+    # it may not have it yet (the server sent it first: test_api_dialect), REST has.
+    await client.frames.wait_for(lambda events: any(is_policy_update(e) for e in events))
+    await call(conversation.state.refresh_from_server)
     assert isinstance(conversation.state.confirmation_policy, AlwaysConfirm)
 
     await call(conversation.send_message, f"make a file {approve}")
@@ -585,10 +593,7 @@ async def test_reattached_clients_get_exactly_the_live_clients_events(sdk: SdkSe
     ]
     # (a message to a finished conversation makes it idle, as the SDK does)
     assert statuses == ["running", "finished", "idle", "running", "finished"]
-    assert any(
-        isinstance(e, ConversationStateUpdateEvent) and e.key == "confirmation_policy"
-        for e in updates
-    )
+    assert any(is_policy_update(e) for e in updates)
 
     by_id = await sdk.open(conversation_id=conversation.id)
     assert upto_sentinel(by_id.conversation.state.events) == seen

@@ -10,6 +10,7 @@ every run, with no timing involved.
 from __future__ import annotations
 
 import json
+import select
 import signal
 import socket as stdlib_socket
 from collections import deque
@@ -188,6 +189,11 @@ class RawSocket:
             frames.append(frame)
             if predicate(frame):
                 return frames
+
+    def has_data(self) -> bool:
+        """Whether a frame is here to read at this instant, without waiting for one."""
+        ready, _, _ = select.select([self._stream.socket.fileno()], [], [], 0)
+        return bool(self._events) or bool(ready)
 
     async def aclose(self) -> None:
         await self._stream.aclose()
