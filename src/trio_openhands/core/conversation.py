@@ -21,17 +21,15 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import outcome
 import trio
 
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.conversation_record import utc_now
 from trio_openhands.core.durable_calls import DurableSdkCalls
-from trio_openhands.core.errors import Conflict, NotFound
+from trio_openhands.core.errors import Conflict
 from trio_openhands.core.event_log import EventLog
 from trio_openhands.core.llm_telemetry import LlmTelemetry
 from trio_openhands.core.message_batches import MessageBatches
@@ -300,33 +298,6 @@ class Conversation(DurableSdkCalls):
             # Not running, or cancelled while waiting for a slot: the SDK records the pause.
             await self._call_durably(self.sdk.pause)
             await self._save(self)  # an ended run task has saved the record itself
-
-    async def run_owned[T](self, fn: Callable[..., T], *args: Any) -> T:
-        """A blocking SDK call (an LLM call, say) in a worker thread, owned by the
-        conversation's scope: a delete or shutdown does not wait for it (the thread is
-        abandoned, its result dropped) and the caller gets a 404."""
-        assert self.nursery is not None
-        done = trio.Event()
-        result: list[outcome.Outcome[T]] = []
-
-        async def owned() -> None:
-            try:
-                value = await trio.to_thread.run_sync(
-                    partial(self._durably, fn, *args), abandon_on_cancel=True
-                )
-                result.append(outcome.Value(value))
-            except Exception as error:
-                result.append(outcome.Error(error))
-            finally:
-                done.set()
-
-        contextvars.Context().run(self.nursery.start_soon, owned)
-        await done.wait()
-        if not result:
-            raise NotFound(f"Conversation not found: {self.id}")
-        value = result[0].unwrap()
-        await self.flush_events()
-        return value
 
     async def log_state_update(self, key: str, value: Any) -> None:
         """A change made outside the SDK (title, tags), logged as the SDK logs its own."""

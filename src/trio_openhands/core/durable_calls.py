@@ -3,26 +3,38 @@
 Every call syncs what it wrote before it returns (the files store's group commit,
 stores/group_commit.py) and flushes the events it logged (the shared store's `events`
 table). `Conversation` (conversation.py), whose base this is, makes its SDK calls so.
+A long one (an LLM call) is owned by the conversation's nursery (`run_owned`), so that a
+delete or a shutdown does not wait for it.
 """
 
 from __future__ import annotations
 
+import contextvars
 from contextlib import nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import outcome
 import trio
+
+from trio_openhands.core.errors import NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from openhands.sdk import LocalConversation, Message
 
+    from trio_openhands.core.conversation_record import ConversationRecord
     from trio_openhands.stores.conversation_store import EventSink
     from trio_openhands.stores.group_commit import GroupCommitFileStore
 
 
 class DurableSdkCalls:
     """The SDK conversation, where its writes go, and the calls that wait for them."""
+
+    # The conversation's (set by `Conversation`): `run_owned` starts its calls in the nursery.
+    record: ConversationRecord
+    nursery: trio.Nursery | None
 
     def __init__(self) -> None:
         self.sdk: LocalConversation | None = None
@@ -42,6 +54,33 @@ class DurableSdkCalls:
         result = await trio.to_thread.run_sync(self._durably, fn, *args)
         await self.flush_events()
         return result
+
+    async def run_owned[T](self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking SDK call (an LLM call, say) in a worker thread, owned by the
+        conversation's scope: a delete or shutdown does not wait for it (the thread is
+        abandoned, its result dropped) and the caller gets a 404."""
+        assert self.nursery is not None
+        done = trio.Event()
+        result: list[outcome.Outcome[T]] = []
+
+        async def owned() -> None:
+            try:
+                value = await trio.to_thread.run_sync(
+                    partial(self._durably, fn, *args), abandon_on_cancel=True
+                )
+                result.append(outcome.Value(value))
+            except Exception as error:
+                result.append(outcome.Error(error))
+            finally:
+                done.set()
+
+        contextvars.Context().run(self.nursery.start_soon, owned)
+        await done.wait()
+        if not result:
+            raise NotFound(f"Conversation not found: {self.record.id}")
+        value = result[0].unwrap()
+        await self.flush_events()
+        return value
 
     async def set_confirmation_policy(self, policy: Any) -> None:
         assert self.sdk is not None

@@ -32,9 +32,9 @@ import trio
 from trio_openhands.core import sdk_bridge
 from trio_openhands.core.asyncio_host import AsyncioHost
 from trio_openhands.core.conversation import Conversation
+from trio_openhands.core.conversation_end import release_conversation
 from trio_openhands.core.conversation_record import ConversationRecord, utc_now
 from trio_openhands.core.errors import ApiError, Conflict, NotFound
-from trio_openhands.core.event_log import CLOSE_CONVERSATION_DELETED, CLOSE_GOING_AWAY
 from trio_openhands.core.kept_jobs import KeptJobs
 from trio_openhands.core.other_instances import OtherInstances
 from trio_openhands.core.records import Records
@@ -344,45 +344,11 @@ class Supervisor:
                 await self._release(conversation)
 
     async def _release(self, conversation: Conversation) -> None:
-        if conversation.deleted:
-            await conversation.close_runtime(CLOSE_CONVERSATION_DELETED, "conversation deleted")
-            await self.kept_jobs.end(conversation.id)
-            await self._logged("removing", self.store.remove(conversation.id), conversation)
-            log.info("conversation %s: deleted", conversation.id)
-        elif conversation.lost:
-            await conversation.close_runtime(CLOSE_GOING_AWAY, "conversation moved")
-            await self.kept_jobs.end(conversation.id)
-            log.info("conversation %s: stopped here (taken over)", conversation.id)
-        else:
-            reason = "conversation unloaded" if conversation.unloading else "server shutting down"
-            await conversation.close_runtime(
-                CLOSE_GOING_AWAY, reason, keep_background_jobs=conversation.unloading
-            )
-            self.kept_jobs.keep(conversation.id, conversation.kept_sessions)
-            await self._logged("saving", self._save_and_release(conversation), conversation)
-        if conversation.files is not None:  # its events pack's descriptor
-            await self._logged(
-                "closing files", trio.to_thread.run_sync(conversation.files.close), conversation
-            )
-        # The events' text is freed now, not at the cyclic collector's next full pass.
-        conversation.log.release()
-        if conversation.sdk is not None:
-            sdk_bridge.drop_event_caches(conversation.sdk)
+        await release_conversation(
+            conversation, store=self.store, kept_jobs=self.kept_jobs, save=self.save
+        )
         self.loaded.pop(conversation.id, None)
         conversation.closed.set()
-
-    async def _save_and_release(self, conversation: Conversation) -> None:
-        await self.save(conversation)
-        await conversation.flush_events()
-        await self.store.release(conversation.id)
-
-    async def _logged(self, what: str, step: Awaitable[None], conversation: Conversation) -> None:
-        """A last store write of a closing conversation: a failure is logged, not raised
-        (the conversation's task must still end and free what it holds)."""
-        try:
-            await step
-        except Exception as error:
-            log.error("conversation %s: %s it failed: %s", conversation.id, what, error)
 
     # -- operations ---------------------------------------------------------------------
 
