@@ -372,6 +372,48 @@ async def test_policy_secrets_analyzer_and_rejection(server: LiveServer, fake_ll
 # -- the socket ----------------------------------------------------------------------------
 
 
+async def test_the_typescript_clients_policy_objects_are_taken(
+    server: LiveServer, fake_llm: FakeLLM
+) -> None:
+    """`new AlwaysConfirm()` of the TypeScript client is `{"type": "always"}` on the wire;
+    the reference answers it with a 422 (it reads only the SDK's `kind`)."""
+    info = await create(server, fake_llm, confirmation_policy={"type": "always"})
+    assert info["confirmation_policy"] == {"kind": "AlwaysConfirm"}
+    base = f"/api/conversations/{info['id']}"
+    risky = {"kind": "ConfirmRisky"}
+    for sent, shown in [
+        ({"type": "never"}, {"kind": "NeverConfirm"}),
+        (
+            {"type": "risk_based", "threshold": "high"},
+            risky | {"threshold": "HIGH", "confirm_unknown": False},
+        ),
+        ({"type": "risk_based"}, risky | {"threshold": "MEDIUM", "confirm_unknown": True}),
+        (
+            {"type": "risk_based", "threshold": "unknown"},
+            risky | {"threshold": "MEDIUM", "confirm_unknown": True},
+        ),
+        (
+            {"type": "risk_based", "threshold": "low"},
+            risky | {"threshold": "LOW", "confirm_unknown": True},
+        ),
+        ({"kind": "AlwaysConfirm", "type": "never"}, {"kind": "AlwaysConfirm"}),  # the SDK's wins
+    ]:
+        answer = await server.client.post(f"{base}/confirmation_policy", json={"policy": sent})
+        assert answer.is_success, answer.text
+        assert (await server.client.get(base)).json()["confirmation_policy"] == shown
+    for sent, field in [
+        ({"type": "tool_based", "toolsRequiringConfirmation": {}}, "type"),
+        ({"type": "composite", "policies": [{"type": "always"}]}, "type"),
+        ({"type": "risk_based", "threshold": "extreme"}, "threshold"),
+    ]:
+        answer = await server.client.post(f"{base}/confirmation_policy", json={"policy": sent})
+        assert answer.status_code == 422
+        assert answer.json()["detail"][0]["loc"] == ["body", "policy", field]
+    assert (await server.client.get(base)).json()["confirmation_policy"] == {
+        "kind": "AlwaysConfirm"
+    }
+
+
 async def test_a_control_answers_once_its_state_update_is_on_the_socket(
     server: LiveServer, fake_llm: FakeLLM
 ) -> None:

@@ -21,9 +21,14 @@ import { Processes, freePort, script, until } from "./harness.mjs";
 // The client loads the `ws` package with `require()` when it finds no browser WebSocket;
 // an ES module has none of its own, so it is given one, as a CommonJS program would have.
 globalThis.require = createRequire(import.meta.url);
-const { Agent, ConversationManager, RemoteConversation, RemoteWorkspace } = await import(
-  "@openhands/typescript-client"
-);
+const {
+  Agent,
+  AlwaysConfirm,
+  ConversationManager,
+  NeverConfirm,
+  RemoteConversation,
+  RemoteWorkspace,
+} = await import("@openhands/typescript-client");
 const { AgentServerClient } = await import("@openhands/typescript-client/clients");
 
 const processes = new Processes();
@@ -183,7 +188,8 @@ try {
   });
 
   await step("confirmation: the agent waits for an approval, then runs the action", async () => {
-    await conversation.setConfirmationPolicy({ kind: "AlwaysConfirm" });
+    // The client's own policy objects: `{"type": "always"}` on the wire (the reference: 422).
+    await conversation.setConfirmationPolicy(new AlwaysConfirm());
     await runScripted("ts-confirm", terminalThen("echo approved-action", "ran it"), "Ask first");
     await until("waiting for confirmation", async () =>
       (await status(conversation.id)) === "waiting_for_confirmation");
@@ -193,7 +199,7 @@ try {
     assert.ok(JSON.stringify(observations.items.at(-1)).includes("approved-action"));
     // The client's cached state learns the change from the socket's state update, which
     // may come just after the REST answer.
-    await conversation.setConfirmationPolicy({ kind: "NeverConfirm" });
+    await conversation.setConfirmationPolicy(new NeverConfirm());
     await until("the policy change on the socket", async () =>
       (await conversation.state.getConfirmationPolicy()).kind === "NeverConfirm");
     assert.ok(events.some((e) => e.key === "confirmation_policy"

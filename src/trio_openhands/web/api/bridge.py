@@ -193,13 +193,48 @@ def _ensure_tool_registered(
         )
 
 
+# The TypeScript client's policy objects (`new AlwaysConfirm()` sends `{"type": "always"}`)
+# and the SDK policy each stands for; its `tool_based` and `composite` have none.
+_TYPESCRIPT_POLICY_KINDS = {"never": "NeverConfirm", "always": "AlwaysConfirm"}
+_TYPESCRIPT_RISK_LEVELS = ("low", "medium", "high", "unknown")
+
+
 def build_confirmation_policy(data: dict[str, Any], loc: Loc) -> ConfirmationPolicyBase:
+    """The SDK's policy from its JSON (`kind`), or from the TypeScript client's (`type`)."""
     from openhands.sdk.security.confirmation_policy import ConfirmationPolicyBase
 
+    if "kind" not in data and "type" in data:
+        data = _from_typescript_policy(data, loc)
     try:
         return ConfirmationPolicyBase.model_validate(data)
     except (ValidationError, ValueError, TypeError) as error:
         raise _validation_errors(error, loc) from None
+
+
+def _from_typescript_policy(data: dict[str, Any], loc: Loc) -> dict[str, Any]:
+    """`{"type": ...}` as the SDK's JSON. Its `risk_based` confirms at or above the threshold
+    and counts an unknown risk as medium: `ConfirmRisky` with `confirm_unknown` to match."""
+    kind = data["type"]
+    if kind in _TYPESCRIPT_POLICY_KINDS:
+        return {"kind": _TYPESCRIPT_POLICY_KINDS[kind]}
+    if kind == "risk_based":
+        threshold = data.get("threshold", "medium")
+        if threshold not in _TYPESCRIPT_RISK_LEVELS:
+            raise ValidationFailed.single(
+                (*loc, "threshold"),
+                f"threshold must be one of {', '.join(_TYPESCRIPT_RISK_LEVELS)}",
+            )
+        threshold = "medium" if threshold == "unknown" else threshold
+        return {
+            "kind": "ConfirmRisky",
+            "threshold": threshold.upper(),
+            "confirm_unknown": threshold != "high",
+        }
+    raise ValidationFailed.single(
+        (*loc, "type"),
+        "the server applies the SDK's policies (kind NeverConfirm, AlwaysConfirm, ConfirmRisky);"
+        " of the TypeScript client's types it takes never, always and risk_based",
+    )
 
 
 def build_hook_config(data: dict[str, Any] | None, loc: Loc) -> dict[str, Any] | None:
