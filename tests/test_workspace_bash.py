@@ -117,6 +117,26 @@ async def test_output_streams_while_a_command_runs_and_stop_ends_it(server: Live
     assert unknown.status_code == 404
 
 
+async def test_a_command_started_once_connected_has_all_its_output_on_the_socket(
+    server: LiveServer,
+) -> None:
+    """The socket subscribes before its handshake is answered: an output that comes at once
+    (before the server has had a chance to catch up) is not lost."""
+    for attempt in range(20):
+        async with open_websocket_url(server.ws_url("/sockets/bash-events")) as socket:
+            started = await server.client.post(
+                "/api/bash/start_bash_command", json={"command": f"echo at-once-{attempt}"}
+            )
+            assert started.status_code == 200
+            command_id = started.json()["id"]
+            with trio.fail_after(10):
+                while True:
+                    event = json.loads(await socket.get_message())
+                    if event.get("command_id") == command_id and event.get("kind") == "BashOutput":
+                        break
+            assert event["stdout"] == f"at-once-{attempt}\n"
+
+
 async def test_the_socket_replays_then_goes_live_with_no_gap(server: LiveServer) -> None:
     done = await server.client.post(
         "/api/bash/execute_bash_command", json={"command": "printf 'a\\nb\\n'"}

@@ -255,14 +255,17 @@ async def stop_bash_command(command_id: str, raw_id: str | None = None) -> Respo
 @blueprint.websocket("/sockets/bash-events")
 async def bash_events_socket() -> None:
     """Bash events live (`resend_mode=all` replays what is kept first, with no gap or
-    duplicate); each frame received is an ExecuteBashRequest, started at once."""
-    if not await accept_authenticated():
-        return
+    duplicate); each frame received is an ExecuteBashRequest, started at once.
+
+    Subscribed before the handshake is answered: a client that starts a command as soon as
+    it is connected gets all of its output (nothing is sent before authentication)."""
     scope = await Scope.of(None)
     replay = websocket.args.get("resend_mode") == "all" or websocket.args.get(
         "resend_all", ""
     ).lower() in ("true", "1", "yes")
     with scope.log.subscribe(replay=replay) as subscription:
+        if not await accept_authenticated():
+            return
         async with trio.open_nursery() as socket_nursery:
             socket_nursery.start_soon(_read_requests, scope, socket_nursery.cancel_scope)
             async for event in subscription.frames():
