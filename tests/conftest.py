@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,22 +34,25 @@ os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("LITELLM_API_KEY", None)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def empty_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Run the suite with an empty home directory, so the developer's dotfiles play no part.
+# The suite runs with an empty home directory, so the developer's dotfiles play no part.
+# The SDK's terminal is `bash -i`, which reads `~/.bashrc`; a prompt hook there (pyenv's
+# `virtualenv-init` puts one in PROMPT_COMMAND) hides the prompt marker the SDK waits for,
+# and every command the agent runs then ends in its 30 s no-output timeout. It is set here,
+# before any test module imports the SDK: the SDK takes its plugin cache and persistence
+# directories from HOME at import (a plugin fetched in a test wrote to the real home else).
+_EMPTY_HOME = pathlib.Path(tempfile.mkdtemp(prefix="trio-openhands-home-"))
+_SAVED_HOME = os.environ.get("HOME")
+os.environ["HOME"] = str(_EMPTY_HOME)
 
-    The SDK's terminal is `bash -i`, which reads `~/.bashrc`; a prompt hook there (pyenv's
-    `virtualenv-init` puts one in PROMPT_COMMAND) hides the prompt marker the SDK waits for,
-    and every command the agent runs then ends in its 30 s no-output timeout.
-    """
-    home = tmp_path_factory.mktemp("home")
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    yield home
-    if saved is None:
+
+@pytest.fixture(autouse=True, scope="session")
+def empty_home() -> Iterator[Path]:
+    yield _EMPTY_HOME
+    if _SAVED_HOME is None:
         os.environ.pop("HOME", None)
     else:
-        os.environ["HOME"] = saved
+        os.environ["HOME"] = _SAVED_HOME
+    shutil.rmtree(_EMPTY_HOME, ignore_errors=True)
 
 
 @dataclass
