@@ -6,10 +6,12 @@ tests/test_sdk_controls.py); and a 422 naming what we cannot do."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 from openhands.sdk.utils.cipher import Cipher
 from trio_websocket import open_websocket_url
@@ -170,7 +172,7 @@ async def test_hooks_outlive_a_restart(
 
 
 async def test_plugins_load_at_the_first_message_and_after_a_restart(
-    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM
+    nursery: trio.Nursery, tmp_path: Path, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`plugins` (the SDK's `PluginSource`s): kept in the record, given to the SDK at every
     open, which loads them (skills, hooks) at the first message or run."""
@@ -184,9 +186,14 @@ async def test_plugins_load_at_the_first_message_and_after_a_restart(
     for bad, loc in (
         ({"source": str(root), "repo_path": "/absolute"}, ["body", "plugins", 0, "repo_path"]),
         ({"source": str(tmp_path / "nowhere")}, ["body", "plugins", 0, "source"]),  # fetched
+        # A git remote that refuses: the caller's input, not an error of the server's.
+        ({"source": "http://127.0.0.1:9/repo.git"}, ["body", "plugins", 0, "source"]),
     ):
-        refused = await create(first, ui_request(first, llm, plugins=[bad]), 422)
+        with caplog.at_level(logging.WARNING):
+            refused = await create(first, ui_request(first, llm, plugins=[bad]), 422)
         assert refused["detail"][0]["loc"] == loc
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("Git command failed" in r.getMessage() for r in caplog.records)
 
     tag = fake_llm.script("plugged", [text("with the plugin")])
     body = ui_request(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from trio_openhands.core.errors import ValidationFailed
 from trio_openhands.core.sdk_bridge import DEFAULT_TOOL_PARAMS
+from trio_openhands.core.sdk_log_levels import git_failures_as_warnings
 from trio_openhands.core.validation import errors_from
 
 if TYPE_CHECKING:
@@ -268,10 +269,12 @@ def build_plugins(data: list[dict[str, Any]] | None, loc: Loc) -> list[PluginSou
             raise _validation_errors(error, (*loc, index)) from None
         if "${" not in plugin.source and "${" not in (plugin.ref or ""):
             try:
-                fetch_plugin_with_resolution(
-                    source=plugin.source, ref=plugin.ref, repo_path=plugin.repo_path
-                )
+                with git_failures_as_warnings():  # the caller's source: a 422, not our error
+                    fetch_plugin_with_resolution(
+                        source=plugin.source, ref=plugin.ref, repo_path=plugin.repo_path
+                    )
             except PluginFetchError as error:
+                log.warning("plugin %s could not be fetched: %s", plugin.source, error)
                 raise ValidationFailed.single((*loc, index, "source"), str(error)) from None
         plugins.append(plugin)
     return plugins
