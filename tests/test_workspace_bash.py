@@ -129,11 +129,7 @@ async def test_a_command_started_once_connected_has_all_its_output_on_the_socket
             )
             assert started.status_code == 200
             command_id = started.json()["id"]
-            with trio.fail_after(10):
-                while True:
-                    event = json.loads(await socket.get_message())
-                    if event.get("command_id") == command_id and event.get("kind") == "BashOutput":
-                        break
+            event = await next_bash_event(socket, command_id=command_id, kind="BashOutput")
             assert event["stdout"] == f"at-once-{attempt}\n"
 
 
